@@ -1,0 +1,33 @@
+# Every target bootstraps .venv first, so a fresh clone needs only `make lab` or `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUBMISSIONS ?= submissions
+OUT ?= grades
+# Open a browser only where there is a screen to show it on.
+BROWSER_FLAG := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname))),,--no-browser)
+
+.PHONY: setup lab test lint release grade
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=course $(BROWSER_FLAG)
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+release: setup
+	$(BIN)/python -m autograder release
+
+grade: setup
+	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT)

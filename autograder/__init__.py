@@ -1,0 +1,1 @@
+"""Instructor side of the course: reference kernels, hidden checks, release and grading."""

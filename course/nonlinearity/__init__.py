@@ -1,0 +1,1 @@
+"""Helpers shared by the course notebooks: plots, widgets, data and visible checks."""
