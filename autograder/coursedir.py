@@ -1,0 +1,90 @@
+"""Where the course lives, and throwaway nbgrader course directories built from it.
+
+The repository's own nbgrader course directory is autograder/ (see nbgrader_config.py). Release
+checks and grading run nbgrader in a temporary course directory instead, so they never touch
+the instructor's gradebook and several can run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ASSIGNMENT = "activations"
+AUTOGRADER_DIR = Path(__file__).resolve().parent
+REPO = AUTOGRADER_DIR.parent
+SOLUTIONS = REPO / "solutions"
+COURSE = REPO / "course"
+
+# Same stub as autograder/nbgrader_config.py, so a temporary release equals the real one.
+CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+
+
+class NbgraderError(RuntimeError):
+    """An nbgrader command failed; the message carries the tail of its log."""
+
+
+def solution_notebooks(solutions: Path = SOLUTIONS) -> list[Path]:
+    """The instructor notebooks, sorted by file name (NN_name.ipynb)."""
+    return sorted(solutions.glob("*.ipynb"))
+
+
+def nbgrader_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for nbgrader and the kernels it starts.
+
+    nbgrader shells out to alembic, so the interpreter's bin/ goes first on PATH; figures use
+    the non-interactive backend.
+    """
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["MPLBACKEND"] = "Agg"
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    env.pop("JUPYTER_CONFIG_DIR", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def write_config(root: Path, *, timeout: int | None = None) -> None:
+    """Write an nbgrader_config.py that makes `root` a course directory like autograder/."""
+    lines = [
+        "c = get_config()  # noqa: F821",
+        f"c.CourseDirectory.root = {str(root)!r}",
+        f"c.CourseDirectory.course_id = {ASSIGNMENT!r}",
+        f"c.ClearSolutions.code_stub = {{'python': {CODE_STUB!r}}}",
+        # Our own grading reads the gradebook; nbgrader's log goes to its stderr, captured.
+        "c.Application.log_level = 'WARN'",
+    ]
+    if timeout is not None:
+        lines.append(f"c.Execute.timeout = {int(timeout)}")
+    (root / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
+
+
+def run_nbgrader(args: list[str], cwd: Path, *, timeout: float | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `nbgrader ARGS` in course directory `cwd` with this interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=cwd, env=env or nbgrader_env(), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def make_course_dir(root: Path, solutions: Path = SOLUTIONS, *, timeout: int | None = None) -> Path:
+    """Create an nbgrader course directory in `root` with the assignment generated.
+
+    The source notebooks are copied (not linked), so the result does not depend on later edits
+    of solutions/. Returns the release folder of the assignment.
+    """
+    source = root / "source" / ASSIGNMENT
+    source.mkdir(parents=True)
+    for nb in solution_notebooks(solutions):
+        shutil.copyfile(nb, source / nb.name)
+    write_config(root, timeout=timeout)
+    proc = run_nbgrader(["generate_assignment", ASSIGNMENT, "--force"], cwd=root)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise NbgraderError("nbgrader generate_assignment failed: " + " | ".join(tail))
+    return root / "release" / ASSIGNMENT
