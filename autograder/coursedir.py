@@ -48,8 +48,11 @@ def nbgrader_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def write_config(root: Path, *, timeout: int | None = None) -> None:
-    """Write an nbgrader_config.py that makes `root` a course directory like autograder/."""
+def write_config(root: Path, *, timeout: int = 120) -> None:
+    """Write an nbgrader_config.py that makes `root` a course directory like autograder/.
+
+    `timeout` is the per-cell execution timeout in seconds.
+    """
     lines = [
         "c = get_config()  # noqa: F821",
         f"c.CourseDirectory.root = {str(root)!r}",
@@ -57,9 +60,8 @@ def write_config(root: Path, *, timeout: int | None = None) -> None:
         f"c.ClearSolutions.code_stub = {{'python': {CODE_STUB!r}}}",
         # Our own grading reads the gradebook; nbgrader's log goes to its stderr, captured.
         "c.Application.log_level = 'WARN'",
+        f"c.Execute.timeout = {int(timeout)}",
     ]
-    if timeout is not None:
-        lines.append(f"c.Execute.timeout = {int(timeout)}")
     (root / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
 
 
@@ -72,7 +74,7 @@ def run_nbgrader(args: list[str], cwd: Path, *, timeout: float | None = None,
     )
 
 
-def make_course_dir(root: Path, solutions: Path = SOLUTIONS, *, timeout: int | None = None) -> Path:
+def make_course_dir(root: Path, solutions: Path = SOLUTIONS, *, timeout: int = 120) -> Path:
     """Create an nbgrader course directory in `root` with the assignment generated.
 
     The source notebooks are copied (not linked), so the result does not depend on later edits

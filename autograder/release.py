@@ -96,7 +96,9 @@ def write_course(expected: dict[str, str], course: Path = COURSE) -> list[str]:
     return changed
 
 
-def main(check: bool = False) -> int:
+def main(check: bool = False, course: Path | None = None) -> int:
+    """Release into `course` (default course/); with `check`, only compare. Exit status."""
+    course = course or COURSE
     if not solution_notebooks():
         print(f"error: no notebooks in {SOLUTIONS}", file=sys.stderr)
         return 2
@@ -106,14 +108,14 @@ def main(check: bool = False) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if check:
-        stale = stale_files(expected)
+        stale = stale_files(expected, course)
         if stale:
             print(f"course/ is out of date ({', '.join(stale)}): run make release",
                   file=sys.stderr)
             return 1
         print("course/ is up to date", file=sys.stderr)
         return 0
-    changed = write_course(expected)
+    changed = write_course(expected, course)
     summary = ", ".join(changed) if changed else "nothing changed"
-    print(f"released {len(expected)} notebooks to {COURSE}: {summary}", file=sys.stderr)
+    print(f"released {len(expected)} notebooks to {course}: {summary}", file=sys.stderr)
     return 0

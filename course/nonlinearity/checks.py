@@ -1,24 +1,336 @@
-"""Visible checks students run in the notebooks (PROVISIONAL minimal version)."""
+"""Visible checks for the notebooks' exercises: `check_kernel(name, fn)`.
+
+Each check compares your kernel with torch (torch.nn.functional for values, torch.autograd for
+derivatives) or with a simple fact (a limit, a shape, a dtype) and raises AssertionError with a
+message that names the input, the expected and the actual value. These are the basics; the
+graded (hidden) checks try more inputs, shapes, dtypes and parameters.
+"""
+import warnings
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+TOL = 1e-12  # differences allowed against torch in float64
+INF = float("inf")
+NAN = float("nan")
+
+__all__ = ["check_kernel", "KERNELS"]
+
+# Forward functions in torch; a name ending in "_grad" is checked against torch.autograd.
+_TORCH = {
+    "relu": lambda t, kw: F.relu(t),
+    "leaky_relu": lambda t, kw: F.leaky_relu(t, kw.get("negative_slope", 0.01)),
+    "gelu": lambda t, kw: F.gelu(t, approximate=kw.get("approximate", "none")),
+    "silu": lambda t, kw: F.silu(t),
+    "sigmoid": lambda t, kw: torch.sigmoid(t),
+    "tanh": lambda t, kw: torch.tanh(t),
+}
+# Limits at -inf and +inf (what the function tends to).
+_LIMITS = {
+    "relu": (0.0, INF), "relu_grad": (0.0, 1.0),
+    "leaky_relu": (-INF, INF), "leaky_relu_grad": (0.01, 1.0),
+    "gelu": (0.0, INF), "gelu_grad": (0.0, 1.0),
+    "silu": (0.0, INF), "silu_grad": (0.0, 1.0),
+    "sigmoid": (0.0, 1.0), "sigmoid_grad": (0.0, 0.0),
+    "tanh": (-1.0, 1.0), "tanh_grad": (0.0, 0.0),
+}
+# Parameter values checked besides the defaults.
+_PARAMS = {
+    "leaky_relu": [{"negative_slope": 0.2}], "leaky_relu_grad": [{"negative_slope": 0.2}],
+    "gelu": [{"approximate": "tanh"}], "gelu_grad": [{"approximate": "tanh"}],
+}
+ELEMENTWISE = list(_LIMITS)
+KERNELS = ELEMENTWISE + ["softmax", "log_softmax", "cross_entropy", "collapse_linear",
+                         "dead_fraction"]
 
 
-def _torch_reference(name, x):
-    t = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    if name == "relu":
-        return torch.relu(t).numpy()
-    if name == "relu_grad":
-        return (t > 0).double().numpy()
-    raise KeyError(name)
+def _call(name, fn, *args, **kwargs):
+    """Call fn; turn warnings (which would write to stderr) into an AssertionError."""
+    with warnings.catch_warnings(record=True) as caught, \
+            np.errstate(divide="warn", over="warn", invalid="warn", under="ignore"):
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    caught = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    if caught:
+        w = caught[0]
+        text = str(w.message)
+        if "overflow" in text:
+            hint = "an overflow: think about large |x|"
+        elif "divide" in text:
+            hint = "a division by zero or log(0): think about values that underflow to 0"
+        else:
+            hint = "an invalid value usually comes from inf - inf or 0 * inf: think about ±inf"
+        shown = ", ".join(_show(a) for a in args) + _kw(kwargs)
+        raise AssertionError(
+            f"{name}({shown}) raised {w.category.__name__}: {text}. It should work without "
+            f"warnings ({hint})."
+        )
+    return out
+
+
+def _show(a):
+    if isinstance(a, np.ndarray):
+        if a.size > 8:
+            return f"<a {a.dtype} array of shape {a.shape}>"
+        return f"np.array({a.tolist()}, dtype={a.dtype})"
+    return repr(a)
+
+
+def _kw(kw):
+    return "".join(f", {k}={v!r}" for k, v in kw.items())
+
+
+def _torch_values(name, x, kw):
+    """Expected values from torch in float64 (autograd for names ending in _grad)."""
+    t = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=name.endswith("_grad"))
+    if name.endswith("_grad"):
+        y = _TORCH[name[: -len("_grad")]](t, kw)
+        (g,) = torch.autograd.grad(y.sum(), t)
+        return g.detach().numpy()
+    return _TORCH[name](t, kw).detach().numpy()
+
+
+def _compare(name, label, actual, expected, tol=TOL, kink=None):
+    """Assert actual is within tol of expected; kink = (lo, hi) accepted at exactly x = 0."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        diff = np.abs(actual - expected)
+        ok = (diff <= tol * (1 + np.abs(expected))) | (actual == expected)
+        ok |= np.isnan(actual) & np.isnan(expected)
+    if kink is not None:
+        x, lo, hi = kink
+        ok = np.where(np.asarray(x) == 0, (actual >= lo) & (actual <= hi), ok)
+    if not np.all(ok):
+        i = int(np.flatnonzero(~ok.reshape(-1))[0])
+        raise AssertionError(
+            f"{label} should be {_round(expected)}, got {_round(actual)}: first difference at "
+            f"position {i}: expected {float(expected.reshape(-1)[i])!r}, "
+            f"got {float(actual.reshape(-1)[i])!r} "
+            f"(expect differences below {tol:g})"
+        )
+
+
+def _round(a):
+    return np.array2string(np.asarray(a), precision=6, separator=", ")
+
+
+def _check_array(name, label, x, y, dtype):
+    if not isinstance(y, (np.ndarray, np.generic)):
+        raise AssertionError(f"{label} should return a numpy array, got {type(y).__name__}")
+    y = np.asarray(y)
+    if y.shape != np.shape(x):
+        raise AssertionError(
+            f"{label}: the input has shape {np.shape(x)}, so should the output; got {y.shape}"
+        )
+    if y.dtype != dtype:
+        raise AssertionError(f"{label}: {np.asarray(x).dtype} input came back as {y.dtype} "
+                             f"(expected {np.dtype(dtype)}; no silent up-cast)")
+    return y
+
+
+def _elementwise_checks(name, fn):
+    slope = 0.0 if name == "relu_grad" else 0.01
+
+    def kink(x, kw):
+        if name not in ("relu_grad", "leaky_relu_grad"):
+            return None
+        s = kw.get("negative_slope", slope)
+        return (x, min(s, 1.0), max(s, 1.0))
+
+    def values(x, kw=None, label=None):
+        kw = kw or {}
+        label = label or f"{name}({_show(x)}{_kw(kw)})"
+        y = _check_array(name, label, x, _call(name, fn, x, **kw), np.float64)
+        _compare(name, label, y, _torch_values(name, x, kw), kink=kink(x, kw))
+
+    def seed_example():
+        values(np.linspace(-3, 3, 7))
+
+    def random_2d():
+        x = np.random.default_rng(0).normal(0, 2, (3, 4))
+        values(x, label=f"{name}(x) for a random x of shape (3, 4)")
+
+    def float32():
+        x = np.array([-2.0, -0.5, 0.5, 2.0], dtype=np.float32)
+        y = _check_array(name, f"{name}({_show(x)})", x, _call(name, fn, x), np.float32)
+        _compare(name, f"{name}({_show(x)})", y, _torch_values(name, x, {}), tol=1e-6)
+
+    def array_likes():
+        for x in ([-1.0, 0.5, 2.0], 0.5):
+            y = np.asarray(_call(name, fn, x))
+            if y.shape != np.shape(x) or y.dtype != np.float64:
+                raise AssertionError(f"{name}({x!r}) should give a float64 array of shape "
+                                     f"{np.shape(x)}, got {y.dtype} shape {y.shape}")
+            _compare(name, f"{name}({x!r})", y, _torch_values(name, x, {}))
+
+    def no_mutation():
+        x = np.array([-1.5, -0.25, 0.0, 0.75, 3.0])
+        before = x.copy()
+        _call(name, fn, x)
+        if not np.array_equal(x, before):
+            raise AssertionError(f"{name}(x) modified its input in place: x was "
+                                 f"{before.tolist()}, afterwards {x.tolist()}")
+
+    def special_values():
+        x = np.array([-INF, INF, NAN])
+        lo, hi = _LIMITS[name]
+        y = _check_array(name, f"{name}({_show(x)})", x, _call(name, fn, x), np.float64)
+        _compare(name, f"{name}([-inf, inf, nan]) (the limits, and NaN propagates)", y,
+                 [lo, hi, NAN])
+
+    def large_inputs():
+        x = np.array([-1000.0, -50.0, 50.0, 1000.0])
+        values(x)
+
+    def parameters():
+        x = np.array([-2.0, -1.0, 0.0, 0.5, 2.0])
+        for kw in _PARAMS.get(name, []):
+            values(x, kw)
+
+    checks = [seed_example, random_2d, float32, array_likes, no_mutation, special_values,
+              large_inputs]
+    if name in _PARAMS:
+        checks.append(parameters)
+    return checks
+
+
+def _softmax_checks(name, fn):
+    tfn = F.softmax if name == "softmax" else F.log_softmax
+
+    def expected(x, axis=-1):
+        return tfn(torch.tensor(np.asarray(x, dtype=np.float64)), dim=axis).numpy()
+
+    def run(x, dtype=np.float64, **kw):
+        label = f"{name}({_show(x)}{_kw(kw)})"
+        y = _check_array(name, label, x, _call(name, fn, x, **kw), dtype)
+        _compare(name, label, y, expected(x, **kw), tol=TOL if dtype == np.float64 else 1e-6)
+
+    def seed_example():
+        x = [2.0, 1.0, 0.1]  # softmax ≈ [0.659, 0.242, 0.099]
+        label = f"{name}({x})"
+        y = np.asarray(_call(name, fn, x))
+        _compare(name, label, y, expected(x))
+
+    def rows():
+        run(np.random.default_rng(1).normal(0, 2, (3, 4)))
+
+    def axis0():
+        run(np.random.default_rng(2).normal(0, 2, (3, 4)), axis=0)
+
+    def float32():
+        run(np.array([[1.0, 2.0, 3.0], [0.5, 0.5, -1.0]], dtype=np.float32), dtype=np.float32)
+
+    def no_mutation():
+        x = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]])
+        before = x.copy()
+        _call(name, fn, x)
+        if not np.array_equal(x, before):
+            raise AssertionError(f"{name}(x) modified its input in place")
+
+    def large_logits():
+        run(np.array([[1000.0, 0.0, -1000.0], [500.0, 501.0, 502.0]]))
+
+    return [seed_example, rows, axis0, float32, no_mutation, large_logits]
+
+
+def _cross_entropy_checks(name, fn):
+    def expected(logits, targets):
+        return F.cross_entropy(torch.tensor(np.asarray(logits, dtype=np.float64)),
+                               torch.tensor(np.asarray(targets), dtype=torch.long)).item()
+
+    def run(logits, targets):
+        label = f"cross_entropy({_show(np.asarray(logits))}, {np.asarray(targets).tolist()})"
+        out = _call(name, fn, logits, targets)
+        if np.ndim(out) != 0:
+            raise AssertionError(f"{label} should return one number (a float), got an array "
+                                 f"of shape {np.shape(out)}")
+        want, n = expected(logits, targets), len(targets)
+        if n > 1 and abs(float(out) - n * want) <= 1e-9 * n * abs(want):
+            raise AssertionError(f"{label} should be {want!r}, got {float(out)!r}: {n} times too "
+                                 "large — average over the batch instead of summing")
+        _compare(name, label, float(out), want)
+
+    def seed_example():
+        run([[2.0, 1.0, 0.1]], [0])
+
+    def batch():
+        rng = np.random.default_rng(3)
+        run(rng.normal(0, 2, (4, 3)), np.array([0, 2, 1, 2]))
+
+    def large_logits():
+        run(np.array([[1000.0, 0.0], [0.0, 1000.0], [1000.0, -1000.0]]), np.array([0, 0, 1]))
+
+    def no_mutation():
+        logits, targets = np.array([[1.0, 2.0], [3.0, 0.0]]), np.array([1, 0])
+        before = logits.copy(), targets.copy()
+        _call(name, fn, logits, targets)
+        if not (np.array_equal(logits, before[0]) and np.array_equal(targets, before[1])):
+            raise AssertionError("cross_entropy(logits, targets) modified its input in place")
+
+    return [seed_example, batch, large_logits, no_mutation]
+
+
+def _collapse_checks(name, fn):
+    def run(shapes):
+        rng = np.random.default_rng(len(shapes))
+        weights = [rng.normal(size=s) for s in shapes]
+        biases = [rng.normal(size=s[0]) for s in shapes]
+        copies = [w.copy() for w in weights], [b.copy() for b in biases]
+        label = f"collapse_linear for weights of shapes {[w.shape for w in weights]}"
+        W, b = _call(name, fn, weights, biases)
+        W, b = np.asarray(W), np.asarray(b)
+        n_out, n_in = shapes[-1][0], shapes[0][1]
+        if W.shape != (n_out, n_in) or b.shape != (n_out,):
+            raise AssertionError(f"{label}: expected W of shape {(n_out, n_in)} and b of shape "
+                                 f"{(n_out,)}, got {W.shape} and {b.shape}")
+        if not all(np.array_equal(p, q) for p, q in zip(weights + biases, copies[0] + copies[1],
+                                                        strict=True)):
+            raise AssertionError(f"{label}: modified weights or biases in place")
+        x = rng.normal(size=(5, n_in))
+        h = x
+        for w, c in zip(weights, biases, strict=True):
+            h = h @ w.T + c
+        _compare(name, f"{label}: x @ W.T + b for random x (the stack gives h)", x @ W.T + b, h,
+                 tol=1e-10)
+
+    return [lambda: run([(3, 4)]), lambda: run([(5, 4), (2, 5)]),
+            lambda: run([(3, 2), (3, 3), (4, 3)])]
+
+
+def _dead_checks(name, fn):
+    def run(p, expected):
+        label = f"dead_fraction({_show(np.asarray(p))})"
+        out = _call(name, fn, p)
+        if np.ndim(out) != 0:
+            raise AssertionError(f"{label} should return one float, got shape {np.shape(out)}")
+        _compare(name, label, float(out), expected)
+
+    return [
+        lambda: run(np.array([[-1.0, 2.0, 0.0], [-3.0, -1.0, 0.0]]), 2 / 3),
+        lambda: run(-np.ones((4, 3)), 1.0),
+        lambda: run(np.ones((4, 3)), 0.0),
+    ]
 
 
 def check_kernel(name, fn):
-    """Compare fn with torch on a few inputs; raise AssertionError with a friendly message."""
-    x = np.linspace(-3, 3, 7)
-    expected = _torch_reference(name, x)
-    actual = np.asarray(fn(x))
-    assert actual.shape == expected.shape, f"{name}: expected shape {expected.shape}, got {actual.shape}"
-    assert np.allclose(actual, expected), (
-        f"{name}({x.tolist()}) should be {expected.tolist()}, got {actual.tolist()}"
-    )
-    print(f"{name}: visible checks passed.")
+    """Run the visible checks for kernel `name` on your function `fn`; print a summary line.
+
+    Raises AssertionError with a message naming the input, the expected and the actual value.
+    """
+    if name in ELEMENTWISE:
+        checks = _elementwise_checks(name, fn)
+    elif name in ("softmax", "log_softmax"):
+        checks = _softmax_checks(name, fn)
+    elif name == "cross_entropy":
+        checks = _cross_entropy_checks(name, fn)
+    elif name == "collapse_linear":
+        checks = _collapse_checks(name, fn)
+    elif name == "dead_fraction":
+        checks = _dead_checks(name, fn)
+    else:
+        raise KeyError(f"no visible checks for {name!r}; known: {', '.join(KERNELS)}")
+    for check in checks:
+        check()
+    print(f"{name}: {len(checks)} visible checks passed")

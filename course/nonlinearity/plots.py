@@ -116,21 +116,46 @@ def plot_with_derivative(
     return fig
 
 
-def _torch_values(torch_fn: Callable, x: np.ndarray) -> np.ndarray:
-    """Call torch_fn on a float64 tensor (or, failing that, on the array) and return numpy."""
-    import torch  # imported here: the plots above need no torch
+def torch_as_numpy(torch_fn: Callable) -> Callable:
+    """Wrap an elementwise torch function as numpy -> numpy (float64), passing keywords on.
 
-    out = torch_fn(torch.as_tensor(x))
-    if isinstance(out, torch.Tensor):
-        out = out.detach().cpu().numpy()
-    return np.asarray(out, dtype=np.float64)
+    Handy for figures and explorers that should show the true curve whether or not the
+    student's kernel is written yet, e.g. `torch_as_numpy(torch.nn.functional.gelu)`.
+    """
+    import torch  # imported here: the other plots need no torch
+
+    def fn(x, **kwargs):
+        out = torch_fn(torch.as_tensor(np.asarray(x, dtype=np.float64)), **kwargs)
+        return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+
+    return fn
 
 
-def compare_with_torch(name: str, student_fn: Callable, torch_fn: Callable, x=None):
+def torch_derivative(torch_fn: Callable) -> Callable:
+    """The derivative of an elementwise torch function, by autograd, as numpy -> numpy.
+
+    For an elementwise f, the gradient of sum(f(x)) is f'(x) at every point (at a kink it is
+    the one subgradient torch picks, e.g. 0 for relu at 0).
+    """
+    import torch
+
+    def grad(x, **kwargs):
+        t = torch.as_tensor(np.asarray(x, dtype=np.float64)).clone().requires_grad_(True)
+        torch_fn(t, **kwargs).sum().backward()
+        return t.grad.numpy()
+
+    return grad
+
+
+def compare_with_torch(
+    name: str, student_fn: Callable, torch_fn: Callable, x=None, *, derivative: bool = False
+):
     """Overlay the student's kernel and torch's, with their difference below; Figure or None.
 
-    student_fn takes a float64 numpy array; torch_fn takes a float64 torch tensor (for example
-    `torch.relu` or `lambda t: torch.nn.functional.gelu(t, approximate="tanh")`).
+    student_fn takes a float64 numpy array of shape (n,) and returns shape (n,); torch_fn takes
+    a float64 torch tensor (e.g. `torch.relu`, or
+    `lambda t: torch.nn.functional.gelu(t, approximate="tanh")`). With derivative=True the
+    student's function is compared with torch_fn's derivative by autograd instead.
     If the student's kernel still raises NotImplementedError, print a hint and return None,
     so a student notebook runs top to bottom before the exercises are done. Any other error
     propagates: it tells the student something about their code.
@@ -141,24 +166,25 @@ def compare_with_torch(name: str, student_fn: Callable, torch_fn: Callable, x=No
     except NotImplementedError:
         print(f"Implement `{name}` above first, then run this cell again.")
         return None
-    theirs = _torch_values(torch_fn, x)
+    reference = torch_derivative(torch_fn) if derivative else torch_as_numpy(torch_fn)
+    theirs = np.asarray(reference(x), dtype=np.float64)
     if mine.shape != theirs.shape:
         raise ValueError(
             f"`{name}` returned shape {mine.shape} for an input of shape {x.shape}; "
             "an activation must return the same shape as its input."
         )
+    label = "torch (autograd)" if derivative else "torch"
     fig, (ax, ax_err) = plt.subplots(
         2, 1, figsize=(6.4, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
     )
-    ax.plot(x, theirs, color=PALETTE[0], linewidth=4, alpha=0.45, label="torch")
+    ax.plot(x, theirs, color=PALETTE[0], linewidth=4, alpha=0.45, label=label)
     ax.plot(x, mine, color=PALETTE[1], linestyle="--", label=f"your {name}")
-    _finish_axes(ax, title=f"your {name} vs torch", xlabel="", ylabel=f"{name}(x)")
-    ax_err.plot(x, np.abs(mine - theirs), color=PALETTE[2])
-    _finish_axes(
-        ax_err, title="", xlabel="x", ylabel="|difference|", legend=False
-    )
-    worst = np.nanmax(np.abs(mine - theirs)) if np.isfinite(mine).any() else np.nan
-    ax_err.set_title(f"largest difference: {worst:.2e}", fontsize=10)
+    _finish_axes(ax, title=f"your {name} vs {label}", xlabel="", ylabel=f"{name}(x)")
+    difference = np.abs(mine - theirs)
+    ax_err.plot(x, difference, color=PALETTE[2], linewidth=1)
+    _finish_axes(ax_err, title="", xlabel="x", ylabel="|difference|", legend=False)
+    worst = np.nanmax(difference) if np.isfinite(difference).any() else np.nan
+    ax_err.set_title(f"largest difference: {worst:.2e}", fontsize=10, loc="right")
     fig.tight_layout()
     return fig
 
@@ -190,7 +216,7 @@ def plot_decision_boundaries(
     cmap = mpl.colors.LinearSegmentedColormap.from_list(
         "course_two_class", [OKABE_ITO["sky_blue"], "#FFFFFF", OKABE_ITO["orange"]]
     )
-    for ax, (name, predict) in zip(axes[0], predictors.items()):
+    for ax, (name, predict) in zip(axes[0], predictors.items(), strict=True):
         score = np.asarray(predict(grid), dtype=np.float64).reshape(g0.shape)
         ax.contourf(g0, g1, score, levels=np.linspace(0, 1, 11), cmap=cmap, alpha=0.8)
         ax.contour(g0, g1, score, levels=[0.5], colors="k", linewidths=1.5)
@@ -199,12 +225,15 @@ def plot_decision_boundaries(
             ax.scatter(pts[:, 0], pts[:, 1], s=14, color=color, marker=marker,
                        edgecolor="white", linewidth=0.4, label=f"class {label}")
         accuracy = np.mean((np.asarray(predict(X)) > 0.5) == (y == 1))
-        ax.set_title(f"{name}\naccuracy {accuracy:.0%}")
+        # One panel: the figure title goes on the axes, so it is centred over the plot.
+        heading = f"{title}\n{name}, accuracy" if n == 1 else f"{name}\naccuracy"
+        ax.set_title(f"{heading} {accuracy:.0%}")
         ax.set_xlabel("$x_1$")
         ax.set_ylabel("$x_2$")
         ax.grid(False)
-    axes[0, 0].legend(loc="lower left")
-    fig.suptitle(title)
+    axes[0, 0].legend(loc="lower left", markerscale=1.5, frameon=True)
+    if n > 1:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,580 @@
+"""The CNN comparison of notebook 8: a reference builder, the experiment runner, its table and figures.
+
+The network: three blocks of Conv2d(3x3, padding 1) -> activation -> MaxPool2d(2), channel
+widths (w, 2w, 4w), then Flatten and one Linear layer to the class logits. The loss is
+nn.CrossEntropyLoss on those logits (it applies log-softmax itself).
+
+`compare_activations` trains one such network per (activation, seed) with everything else
+fixed (data, architecture, initialisation seed, batch order, optimiser, learning rate, epochs),
+records test accuracy during training, the step at which each run first reaches a target
+accuracy, and the wall time of each training epoch; `Comparison.summary()` turns the runs into
+the table the notebook shows. It runs on CUDA or Apple MPS when present, else on the CPU.
+
+Experiment size: QUICK (the default, about a minute on a 2-core CPU) or FULL, chosen with the
+environment variable NONLINEARITY_FULL=1 or `experiment_settings(full=True)`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+# Settings of the comparison. QUICK fits the notebook's two-minute budget on a 2-core CPU;
+# FULL is the longer run (more data, epochs, seeds and activations) for a GPU or a patient CPU.
+QUICK = {
+    "n_train": 3000, "n_test": 1000, "epochs": 6, "seeds": (0, 1, 2),
+    "activations": ("sigmoid", "relu", "gelu"), "width": 16, "batch_size": 64, "lr": 2e-3,
+    "target": 0.6, "evals_per_epoch": 2,
+}
+FULL = {
+    "n_train": 20000, "n_test": 4000, "epochs": 20, "seeds": (0, 1, 2, 3, 4),
+    "activations": ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "silu"), "width": 32,
+    "batch_size": 64, "lr": 2e-3, "target": 0.6, "evals_per_epoch": 4,
+}
+
+
+def full_requested() -> bool:
+    """True when the environment variable NONLINEARITY_FULL is set to 1/true/yes."""
+    return os.environ.get("NONLINEARITY_FULL", "").strip().lower() in {"1", "true", "yes"}
+
+
+def experiment_settings(full: bool | None = None) -> dict:
+    """A copy of QUICK or FULL; full=None reads NONLINEARITY_FULL."""
+    return dict(FULL if (full_requested() if full is None else full) else QUICK)
+
+
+def pick_device() -> torch.device:
+    """CUDA if present, else Apple MPS if present, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_reference_cnn(
+    activation: str,
+    in_channels: int = 3,
+    n_classes: int = 10,
+    *,
+    width: int = 16,
+    image_size: int = 32,
+) -> nn.Sequential:
+    """Three (Conv2d 3x3 -> activation -> MaxPool2d 2) blocks, then Flatten and Linear.
+
+    Maps float32 (N, in_channels, image_size, image_size) to logits (N, n_classes).
+    activation: a key of ACTIVATIONS. Channel widths are width, 2*width, 4*width.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    channels = in_channels
+    size = image_size
+    for out in (width, 2 * width, 4 * width):
+        layers += [nn.Conv2d(channels, out, 3, padding=1), ACTIVATIONS[activation](), nn.MaxPool2d(2)]
+        channels, size = out, size // 2
+    layers += [nn.Flatten(), nn.Linear(channels * size * size, n_classes)]
+    return nn.Sequential(*layers)
+
+
+def usable_builder(make_cnn: Callable | None) -> Callable:
+    """The student's builder if it builds a network, else the reference (with a printed note).
+
+    Lets the notebook's later cells run before the exercise is done.
+    """
+    if make_cnn is not None:
+        try:
+            make_cnn("relu", 3, 10)
+        except NotImplementedError:
+            print("make_cnn is not implemented yet: the experiment below uses the reference "
+                  "builder nonlinearity.cnn.make_reference_cnn. Implement make_cnn and rerun to use yours.")
+        except Exception as error:  # a broken builder: say so, keep the notebook running
+            print(f"make_cnn raised {type(error).__name__}: {error}. The experiment below uses "
+                  "the reference builder instead; fix make_cnn and rerun to use yours.")
+        else:
+            return make_cnn
+    return make_reference_cnn
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One training run. Lists are per evaluation point (evals_per_epoch per epoch, plus step 0)."""
+
+    activation: str
+    seed: int
+    steps: list[int] = field(default_factory=list)
+    epochs: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)  # mean loss since the previous point
+    epoch_seconds: list[float] = field(default_factory=list)  # training only, evaluation excluded
+    steps_to_target: int | None = None
+    epochs_to_target: float | None = None
+
+    @property
+    def final_acc(self) -> float:
+        return self.test_acc[-1]
+
+
+def _standardise(x_train: np.ndarray, x_test: np.ndarray):
+    mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
+    std = x_train.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+@torch.no_grad()
+def _accuracy(model, x, y, batch=500) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += (model(x[i:i + batch]).argmax(dim=1) == y[i:i + batch]).sum().item()
+    model.train()
+    return correct / len(x)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def train_run(
+    model: nn.Module,
+    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    activation: str,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    target: float,
+    evals_per_epoch: int = 2,
+    device: torch.device | None = None,
+) -> Run:
+    """Train `model` with Adam and cross-entropy; evaluate on the test set along the way."""
+    device = device or torch.device("cpu")
+    x_train, y_train, x_test, y_test = tensors
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    shuffle = torch.Generator().manual_seed(seed)
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / batch_size)
+    eval_at = {round(steps_per_epoch * k / evals_per_epoch) for k in range(1, evals_per_epoch + 1)}
+    run = Run(activation, seed)
+    run.steps.append(0)
+    run.epochs.append(0.0)
+    run.test_acc.append(_accuracy(model, x_test, y_test))
+    run.train_loss.append(float("nan"))
+    step = 0
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=shuffle).to(device)
+        elapsed, loss_sum, loss_count = 0.0, 0.0, 0
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            loss = loss_fn(model(x_train[idx]), y_train[idx])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            loss_sum += loss.item()
+            loss_count += 1
+            if i + 1 in eval_at:
+                _sync(device)
+                elapsed += time.perf_counter() - start
+                acc = _accuracy(model, x_test, y_test)
+                run.steps.append(step)
+                run.epochs.append(epoch + (i + 1) / steps_per_epoch)
+                run.test_acc.append(acc)
+                run.train_loss.append(loss_sum / loss_count)
+                loss_sum, loss_count = 0.0, 0
+                if run.steps_to_target is None and acc >= target:
+                    run.steps_to_target, run.epochs_to_target = step, run.epochs[-1]
+                start = time.perf_counter()
+        _sync(device)
+        run.epoch_seconds.append(elapsed + time.perf_counter() - start)
+    return run
+
+
+@dataclass
+class Comparison:
+    """All runs of one comparison, the settings they share, and seed-0 models for the figures."""
+
+    runs: list[Run]
+    settings: dict
+    data_source: str
+    device: str
+    models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+
+    @property
+    def activations(self) -> list[str]:
+        return list(dict.fromkeys(r.activation for r in self.runs))
+
+    def runs_of(self, activation: str) -> list[Run]:
+        return [r for r in self.runs if r.activation == activation]
+
+    def summary(self) -> list[dict]:
+        """One row per activation: accuracy mean/std/min/max over seeds, time to target, s/epoch."""
+        rows = []
+        for name in self.activations:
+            runs = self.runs_of(name)
+            acc = np.array([r.final_acc for r in runs])
+            reached = [r for r in runs if r.steps_to_target is not None]
+            rows.append({
+                "activation": name,
+                "seeds": len(runs),
+                "acc_mean": float(acc.mean()),
+                "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "acc_min": float(acc.min()),
+                "acc_max": float(acc.max()),
+                "reached_target": len(reached),
+                "steps_to_target": (float(np.median([r.steps_to_target for r in reached]))
+                                    if reached else None),
+                "epochs_to_target": (float(np.median([r.epochs_to_target for r in reached]))
+                                     if reached else None),
+                # The first epoch includes one-off warm-up costs; leave it out when there are more.
+                "seconds_per_epoch": float(np.mean([np.mean(r.epoch_seconds[1:] or r.epoch_seconds)
+                                                    for r in runs])),
+            })
+        return rows
+
+    def markdown(self) -> str:
+        """The summary as a Markdown table."""
+        s = self.settings
+        lines = [
+            f"| activation | test accuracy after {s['epochs']} epochs (mean ± sd, min–max, "
+            f"{len(s['seeds'])} seeds) | steps to {s['target']:.0%} (median; epochs) | "
+            "s / epoch |",
+            "|---|---|---|---|",
+        ]
+        for row in self.summary():
+            if row["steps_to_target"] is None:
+                reach = "not reached"
+            else:
+                reach = f"{row['steps_to_target']:.0f} ({row['epochs_to_target']:.1f} ep)"
+                if row["reached_target"] < row["seeds"]:
+                    reach += f", {row['reached_target']}/{row['seeds']} seeds"
+            lines.append(
+                f"| {row['activation']} | {row['acc_mean']:.1%} ± {row['acc_std']:.1%} "
+                f"({row['acc_min']:.1%}–{row['acc_max']:.1%}) | {reach} | "
+                f"{row['seconds_per_epoch']:.2f} |"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        """Settings, summary and every run, as JSON (models left out)."""
+        settings = {k: list(v) if isinstance(v, tuple) else v for k, v in self.settings.items()}
+        return json.dumps({"settings": settings, "data": self.data_source, "device": self.device,
+                           "summary": self.summary(), "runs": [asdict(r) for r in self.runs]},
+                          indent=1)
+
+
+def compare_activations(
+    data,
+    *,
+    activations: Sequence[str] = QUICK["activations"],
+    seeds: Sequence[int] = QUICK["seeds"],
+    epochs: int = QUICK["epochs"],
+    batch_size: int = QUICK["batch_size"],
+    lr: float = QUICK["lr"],
+    target: float = QUICK["target"],
+    width: int = QUICK["width"],
+    evals_per_epoch: int = QUICK["evals_per_epoch"],
+    builder: Callable | None = None,
+    device: torch.device | str | None = None,
+    log: Callable[[str], None] | None = print,
+    **_ignored,
+) -> Comparison:
+    """Train builder(activation, C, n_classes, width=..., image_size=...) for each activation and seed.
+
+    data: an ImageSet (nonlinearity.images). Everything but the activation is the same across
+    runs with the same seed: the initial weights (torch.manual_seed(seed) before building), the
+    batch order, Adam with learning rate `lr`, the batch size and the number of epochs.
+    Extra keyword arguments (e.g. n_train from experiment_settings) are ignored.
+    """
+    builder = builder or make_reference_cnn
+    device = torch.device(device) if device is not None else pick_device()
+    x_train, x_test = _standardise(data.x_train, data.x_test)
+    tensors = (
+        torch.as_tensor(x_train, dtype=torch.float32, device=device),
+        torch.as_tensor(data.y_train, dtype=torch.long, device=device),
+        torch.as_tensor(x_test, dtype=torch.float32, device=device),
+        torch.as_tensor(data.y_test, dtype=torch.long, device=device),
+    )
+    c, h, _ = data.x_train.shape[1:]
+    n_classes = len(data.classes)
+    runs, models = [], {}
+    for name in activations:
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = builder(name, c, n_classes, width=width, image_size=h)
+            run = train_run(model, tensors, activation=name, seed=seed, epochs=epochs,
+                            batch_size=batch_size, lr=lr, target=target,
+                            evals_per_epoch=evals_per_epoch, device=device)
+            runs.append(run)
+            if seed == seeds[0]:
+                models[name] = model.to("cpu").eval()
+            if log is not None:
+                log(f"{name:>10s}  seed {seed}: test accuracy {run.final_acc:.1%}, "
+                    f"{np.mean(run.epoch_seconds):.2f} s/epoch")
+    settings = {"activations": tuple(activations), "seeds": tuple(seeds), "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "target": target, "width": width,
+                "evals_per_epoch": evals_per_epoch, "n_train": len(data.x_train),
+                "n_test": len(data.x_test), "n_classes": n_classes, "optimiser": "Adam"}
+    return Comparison(runs, settings, data.source, str(device), models)
+
+
+# ---------------------------------------------------------------------------------------------
+# The seed's table, and sentences comparing it with a measured one
+# ---------------------------------------------------------------------------------------------
+
+SEED_TABLE = {
+    "sigmoid": {"accuracy": 0.71, "speed": "slow", "note": "vanishing gradients in deep layers"},
+    "relu": {"accuracy": 0.78, "speed": "fast", "note": "a few neurons go dead"},
+    "gelu": {"accuracy": 0.79, "speed": "fast", "note": "smooth, transformer favourite"},
+}
+
+
+def seed_comparison_markdown(comparison: Comparison) -> str:
+    """The seed's table beside the measured one (the activations both have), as Markdown."""
+    rows = {r["activation"]: r for r in comparison.summary()}
+    lines = ["| activation | seed: accuracy (ImageNet subset) | seed: training | measured: accuracy "
+             f"({comparison.data_source}) | measured: steps to {comparison.settings['target']:.0%} |",
+             "|---|---|---|---|---|"]
+    for name, seed in SEED_TABLE.items():
+        if name not in rows:
+            continue
+        row = rows[name]
+        reach = "not reached" if row["steps_to_target"] is None else f"{row['steps_to_target']:.0f}"
+        lines.append(f"| {name} | {seed['accuracy']:.0%} | {seed['speed']} | "
+                     f"{row['acc_mean']:.1%} ± {row['acc_std']:.1%} | {reach} |")
+    return "\n".join(lines)
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["acc_min"] <= b["acc_max"] and b["acc_min"] <= a["acc_max"]
+
+
+def compare_with_seed(comparison: Comparison) -> list[str]:
+    """Sentences saying where the measured table agrees with the seed's and where not.
+
+    Every claim is computed from the measured numbers, so the text stays true whatever they are.
+    """
+    rows = {r["activation"]: r for r in comparison.summary()}
+    missing = [a for a in SEED_TABLE if a not in rows]
+    if missing:
+        return [f"The comparison needs sigmoid, relu and gelu; missing: {', '.join(missing)}."]
+    sig, relu, gelu = rows["sigmoid"], rows["relu"], rows["gelu"]
+    epochs = comparison.settings["epochs"]
+    out = []
+
+    # 1. Sigmoid last in accuracy?
+    gap = min(relu["acc_mean"], gelu["acc_mean"]) - sig["acc_mean"]
+    if gap > 0 and not _overlap(sig, relu) and not _overlap(sig, gelu):
+        out.append(f"**Agrees:** sigmoid ends last, {gap:.1%} (points of accuracy) below the weaker of "
+                   f"ReLU and GELU after {epochs} epochs, and no sigmoid seed reaches the worst ReLU "
+                   f"or GELU seed. The seed's gap is 7–8 points; ours is "
+                   f"{'larger' if gap > 0.08 else 'smaller' if gap < 0.07 else 'about the same'}.")
+    elif gap > 0:
+        out.append(f"**Partly agrees:** sigmoid's mean accuracy is lowest ({gap:.1%} below the weaker "
+                   "of ReLU and GELU), but the seeds overlap, so this run cannot separate them firmly.")
+    else:
+        out.append(f"**Disagrees:** sigmoid is not last here: its mean accuracy is {sig['acc_mean']:.1%} "
+                   f"against ReLU {relu['acc_mean']:.1%} and GELU {gelu['acc_mean']:.1%}.")
+
+    # 2. GELU vs ReLU.
+    diff = gelu["acc_mean"] - relu["acc_mean"]
+    spread = max(relu["acc_std"], gelu["acc_std"])
+    if abs(diff) <= max(spread, 0.005):
+        out.append(f"**Agrees in substance:** GELU and ReLU are within {abs(diff):.1%} of each other, "
+                   f"inside the seed-to-seed spread ({spread:.1%}); the seed's one-point lead of GELU "
+                   "is of that size, too small to call a winner from three seeds.")
+    elif diff > 0:
+        out.append(f"**Agrees:** GELU beats ReLU by {diff:.1%}, more than the seed-to-seed spread "
+                   f"({spread:.1%}); the seed reports one point.")
+    else:
+        out.append(f"**Disagrees:** ReLU beats GELU by {-diff:.1%}, more than the seed-to-seed "
+                   f"spread ({spread:.1%}); the seed has GELU one point ahead.")
+
+    # 3. Training speed: steps to the target.
+    target = comparison.settings["target"]
+
+    def steps(row):
+        return math.inf if row["steps_to_target"] is None else row["steps_to_target"]
+
+    fast = min(steps(relu), steps(gelu))
+    if steps(sig) == math.inf:
+        out.append(f"**Agrees:** sigmoid trains slowly: it never reaches {target:.0%} test accuracy "
+                   f"within {epochs} epochs (median over seeds), while "
+                   + ("ReLU and GELU both do." if fast < math.inf else "neither do ReLU and GELU."))
+    elif steps(sig) > 1.5 * fast:
+        out.append(f"**Agrees:** sigmoid trains slowly: it needs {steps(sig) / fast:.1f}× as many "
+                   f"steps as the faster of ReLU and GELU to reach {target:.0%}.")
+    else:
+        out.append(f"**Disagrees:** sigmoid reaches {target:.0%} about as fast as ReLU and GELU here "
+                   f"({steps(sig):.0f} steps against {fast:.0f}).")
+
+    # 4. Wall time per epoch: the seed's "fast" is about convergence, not cost per step.
+    secs = {k: rows[k]["seconds_per_epoch"] for k in ("sigmoid", "relu", "gelu")}
+    cheapest = min(secs, key=secs.get)
+    dearest = max(secs, key=secs.get)
+    ratio = secs[dearest] / secs[cheapest]
+    out.append(f"**Cost per epoch** hardly depends on the activation: from {secs[cheapest]:.2f} s "
+               f"({cheapest}) to {secs[dearest]:.2f} s ({dearest}), a factor {ratio:.2f}; the "
+               "convolutions dominate. So the seed's *slow* and *fast* describe how many steps "
+               "training needs, not the price of one step.")
+
+    # 5. Absolute numbers.
+    out.append(f"**Not comparable:** the absolute accuracies. The seed trained on an ImageNet subset "
+               f"with 1000 classes; this run trains {epochs} epochs on "
+               f"{comparison.settings['n_train']} images of {comparison.data_source}, "
+               f"{comparison.settings['n_classes']} "
+               "classes. Only the ordering and the gaps can be compared.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the widget
+# ---------------------------------------------------------------------------------------------
+
+def _colour(comparison: Comparison, name: str) -> str:
+    from nonlinearity.plots import PALETTE
+
+    return PALETTE[comparison.activations.index(name) % len(PALETTE)]
+
+
+def plot_learning_curves(comparison: Comparison, *, highlight: str | None = None):
+    """Test accuracy and training loss against training steps: mean over seeds, min–max band."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in comparison.activations:
+        runs = comparison.runs_of(name)
+        steps = np.array(runs[0].steps)
+        acc = np.array([r.test_acc for r in runs])
+        loss = np.array([r.train_loss for r in runs])
+        faded = highlight is not None and name != highlight
+        colour = "0.75" if faded else _colour(comparison, name)
+        ax_acc.plot(steps, acc.mean(0), color=colour, label=name, zorder=1 if faded else 3)
+        ax_acc.fill_between(steps, acc.min(0), acc.max(0), color=colour, alpha=0.2, linewidth=0)
+        ax_loss.plot(steps[1:], loss[:, 1:].mean(0), color=colour, label=name, zorder=1 if faded else 3)
+        ax_loss.fill_between(steps[1:], loss[:, 1:].min(0), loss[:, 1:].max(0), color=colour,
+                             alpha=0.2, linewidth=0)
+        if highlight == name:
+            for r in runs:
+                ax_acc.plot(r.steps, r.test_acc, color=colour, linewidth=0.8, alpha=0.7)
+    target = comparison.settings["target"]
+    ax_acc.axhline(target, color="0.4", linestyle="--", linewidth=1)
+    ax_acc.text(0, target, f" target {target:.0%}", va="bottom", fontsize=9, color="0.3")
+    chance = 1 / comparison.settings["n_classes"]
+    ax_acc.axhline(chance, color="0.6", linestyle=":", linewidth=1)
+    ax_acc.text(0, chance, " chance", va="bottom", fontsize=9, color="0.4")
+    n_seeds = len(comparison.settings["seeds"])
+    ax_acc.set(title=f"Test accuracy (mean and min–max of {n_seeds} seeds)", xlabel="training step",
+               ylabel="test accuracy", ylim=(0, 1))
+    ax_loss.set(title="Training loss (mean since the previous point)", xlabel="training step",
+                ylabel="cross-entropy loss")
+    ax_acc.legend(loc="lower right")
+    ax_loss.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_filters(comparison: Comparison, activation: str, *, ax=None):
+    """The first conv layer's filters (seed 0 model) as small RGB or grey images."""
+    import matplotlib.pyplot as plt
+
+    model = comparison.models[activation]
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    w = conv.weight.detach().cpu().numpy()  # (out, in, 3, 3)
+    n = w.shape[0]
+    cols = min(n, 8)
+    rows = math.ceil(n / cols)
+    fig = ax.figure if ax is not None else plt.figure(figsize=(cols * 0.7, rows * 0.7 + 0.5))
+    tiles = np.ones((rows * 4 - 1, cols * 4 - 1, 3))
+    for k in range(n):
+        f = w[k]
+        f = (f - f.min()) / (f.max() - f.min() + 1e-12)
+        img = f.transpose(1, 2, 0) if f.shape[0] == 3 else np.repeat(f[:1].transpose(1, 2, 0), 3, 2)
+        r, c = divmod(k, cols)
+        tiles[r * 4:r * 4 + 3, c * 4:c * 4 + 3] = img
+    ax = ax or fig.add_subplot(111)
+    ax.imshow(tiles, interpolation="nearest")
+    ax.set(title=f"{activation}: first-layer filters (seed {comparison.settings['seeds'][0]})",
+           xticks=[], yticks=[])
+    ax.grid(False)
+    return fig
+
+
+def _activation_view(comparison: Comparison, activation: str):
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(12, 4))
+    grid = fig.add_gridspec(1, 3, width_ratios=[1.6, 1.6, 1.0])
+    ax_acc, ax_time, ax_filt = (fig.add_subplot(grid[0, i]) for i in range(3))
+    for name in comparison.activations:
+        faded = name != activation
+        colour = "0.8" if faded else _colour(comparison, name)
+        for r in comparison.runs_of(name):
+            ax_acc.plot(r.epochs, r.test_acc, color=colour, linewidth=0.8 if faded else 1.6,
+                        zorder=1 if faded else 3, label=name if r.seed == comparison.settings["seeds"][0]
+                        and not faded else None)
+    ax_acc.set(title=f"{activation}: test accuracy, each seed", xlabel="epoch", ylabel="test accuracy",
+               ylim=(0, 1))
+    ax_acc.legend(loc="lower right")
+    names = comparison.activations
+    secs = [np.mean([np.mean(r.epoch_seconds) for r in comparison.runs_of(n)]) for n in names]
+    ax_time.bar(names, secs, color=[_colour(comparison, n) if n == activation else "0.8" for n in names])
+    ax_time.set(title="Wall time per training epoch", xlabel="activation", ylabel="seconds")
+    plot_filters(comparison, activation, ax=ax_filt)
+    fig.tight_layout()
+    return fig
+
+
+def explore(comparison: Comparison) -> None:
+    """Static figure for the first activation, then a dropdown that redraws it for another one."""
+    import ipywidgets as ipw
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    def picture(name):
+        buffer = io.BytesIO()
+        fig = _activation_view(comparison, name)
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        return Image(data=buffer.getvalue(), format="png")
+
+    names = comparison.activations
+    handle = display(picture(names[0]), display_id=True)
+    menu = ipw.Dropdown(options=names, value=names[0], description="activation")
+
+    def redraw(change):
+        handle.update(picture(change["new"]))
+
+    menu.observe(redraw, names="value")
+    display(menu)

@@ -1,0 +1,280 @@
+"""`python -m autograder grade` end to end, on a small class built from the course itself.
+
+Students (in a temporary SUBMISSIONS folder):
+  solution       every solution notebook as the instructor wrote it
+  blank          every course/ notebook untouched
+  one_wrong      every solution notebook with exactly one kernel broken (the kernel of the last
+                 grade cell; relu_grad returns 1 for x < 0)
+  other_correct  02_relu with relu written differently from the solution (when 02 exists)
+  partial        the first notebook not JSON, the second a solution (with three or more
+                 notebooks), the rest missing
+
+One class is graded once per module (slow: about a minute per five notebooks); plain
+`nbgrader autograde` grades one_wrong again for comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import COURSE, SOLUTION_NOTEBOOKS
+from nbgrader.api import Gradebook
+
+from autograder.coursedir import ASSIGNMENT, make_course_dir, run_nbgrader
+from autograder.feedback import notebook_hidden_lines, page_text
+
+pytestmark = pytest.mark.skipif(not SOLUTION_NOTEBOOKS, reason="no solution notebooks yet")
+
+NOTEBOOKS = [p.stem for p in SOLUTION_NOTEBOOKS]
+
+# A correct relu written differently from the solution (NaN propagates, -inf gives 0).
+OTHER_RELU = '''
+
+def relu(x):
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    return np.where(x < 0, x.dtype.type(0), x)
+'''
+
+# Wrap kernel K so that it gives wrong values (and keeps working for the notebook's plots).
+BREAK_TEMPLATE = '''
+
+_correct_{k} = {k}
+
+
+def {k}(*args, **kwargs):
+    out = _correct_{k}(*args, **kwargs)
+    if isinstance(out, tuple):
+        return tuple(np.asarray(o) + 1 for o in out)
+    return np.asarray(out) + 1
+'''
+BREAK_RELU_GRAD = '''
+
+_correct_relu_grad = relu_grad
+
+
+def relu_grad(x):
+    out = _correct_relu_grad(x)
+    return np.where(np.asarray(x) < 0, out.dtype.type(1), out)
+'''
+
+
+def grade_cells(nb):
+    """grade_id -> points of the autograded cells, in notebook order."""
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def broken_kernel(nb) -> str:
+    """The kernel one_wrong breaks: the last graded kernel no other solution code calls."""
+    code = "\n".join(c.source for c in nb.cells
+                     if c.metadata.get("nbgrader", {}).get("solution"))
+    kernels = [gid.removeprefix("test_") for gid in grade_cells(nb)]
+    for kernel in reversed(kernels):
+        if len(re.findall(rf"\b{kernel}\(", code)) == 1:  # its own def only
+            return kernel
+    return kernels[-1]
+
+
+def append_to_cell_defining(nb, kernel: str, code: str) -> None:
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution") and f"def {kernel}(" in cell.source:
+            cell.source += code
+            return
+    raise AssertionError(f"no solution cell defines {kernel}")
+
+
+def build_class(root: Path) -> dict[str, dict]:
+    """Write the class into `root`; per notebook, its grade cells and the broken kernel."""
+    built = {}
+    for student in ("solution", "blank", "one_wrong", "partial"):
+        (root / student).mkdir(parents=True)
+    for i, path in enumerate(SOLUTION_NOTEBOOKS):
+        name = path.name
+        if not (COURSE / name).is_file():
+            pytest.fail(f"course/{name} is missing: run make release")
+        (root / "solution" / name).write_bytes(path.read_bytes())
+        (root / "blank" / name).write_bytes((COURSE / name).read_bytes())
+
+        nb = nbformat.read(path, as_version=4)
+        kernel = broken_kernel(nb)
+        built[path.stem] = {"cells": grade_cells(nb), "broken": "test_" + kernel}
+        code = BREAK_RELU_GRAD if kernel == "relu_grad" else BREAK_TEMPLATE.format(k=kernel)
+        append_to_cell_defining(nb, kernel, code)
+        nbformat.write(nb, root / "one_wrong" / name)
+
+        if i == 0:
+            (root / "partial" / name).write_text("this is not JSON {")
+        elif i == 1 and len(SOLUTION_NOTEBOOKS) > 2:
+            (root / "partial" / name).write_bytes(path.read_bytes())
+    relu = [p for p in SOLUTION_NOTEBOOKS if p.stem == "02_relu"]
+    if relu:
+        (root / "other_correct").mkdir()
+        nb = nbformat.read(relu[0], as_version=4)
+        append_to_cell_defining(nb, "relu", OTHER_RELU)
+        nbformat.write(nb, root / "other_correct" / relu[0].name)
+    return built
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_grade(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "grade", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    subs = root / "submissions"
+    built = build_class(subs)
+    before = tree_digest(subs)
+    proc = run_grade(str(subs), "--out", str(root / "out"), "--workers", "2", "--timeout", "300")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {
+        "subs": subs, "before": before, "built": built, "out": root / "out", "stderr": proc.stderr,
+        "grades": {(r["student_id"], r["notebook"]): r for r in read_csv(root / "out/grades.csv")},
+        "cells": {(r["student_id"], r["notebook"], r["grade_id"]): r
+                  for r in read_csv(root / "out/exercises.csv")},
+    }
+
+
+def students(graded):
+    return sorted({s for s, _ in graded["grades"]})
+
+
+def test_one_row_per_student_and_notebook(graded):
+    expected = {(s, nb) for s in students(graded) for nb in NOTEBOOKS}
+    assert set(graded["grades"]) == expected
+    keys = [(r["student_id"], r["notebook"]) for r in read_csv(graded["out"] / "grades.csv")]
+    assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_solution_gets_full_marks(graded, notebook):
+    row = graded["grades"][("solution", notebook)]
+    assert row["status"] == "ok", graded["stderr"][-2000:]
+    assert float(row["score"]) == float(row["max_score"]) > 0
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_blank_scores_zero_on_every_cell(graded, notebook):
+    assert graded["grades"][("blank", notebook)]["status"] == "ok"
+    cells = {k: r for k, r in graded["cells"].items() if k[:2] == ("blank", notebook)}
+    assert cells and all(float(r["points"]) == 0 for r in cells.values())
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_one_wrong_kernel_loses_exactly_its_cell(graded, notebook):
+    built = graded["built"][notebook]
+    for grade_id, points in built["cells"].items():
+        got = float(graded["cells"][("one_wrong", notebook, grade_id)]["points"])
+        assert got == (0 if grade_id == built["broken"] else points), grade_id
+    assert graded["grades"][("one_wrong", notebook)]["status"] == "ok"
+
+
+def test_other_correct_keeps_full_marks(graded):
+    if ("other_correct", "02_relu") not in graded["grades"]:
+        pytest.skip("no 02_relu notebook")
+    row = graded["grades"][("other_correct", "02_relu")]
+    assert (row["status"], row["score"]) == ("ok", row["max_score"])
+    assert all(graded["grades"][("other_correct", nb)]["status"] == "missing"
+               for nb in NOTEBOOKS if nb != "02_relu")
+
+
+def test_partial_missing_and_invalid(graded):
+    g = graded["grades"]
+    first, last = NOTEBOOKS[0], NOTEBOOKS[-1]
+    assert (g[("partial", first)]["status"], g[("partial", first)]["score"]) == ("invalid", "0")
+    if len(NOTEBOOKS) > 1:
+        assert (g[("partial", last)]["status"], g[("partial", last)]["score"]) == ("missing", "0")
+    if len(NOTEBOOKS) > 2:  # still graded although another notebook is broken
+        second = g[("partial", NOTEBOOKS[1])]
+        assert (second["status"], second["score"]) == ("ok", second["max_score"])
+
+
+def test_feedback_shows_messages_but_never_hidden_tests(graded):
+    secrets = set().union(*(notebook_hidden_lines(p) for p in SOLUTION_NOTEBOOKS))
+    assert secrets
+    for student, notebook in graded["grades"]:
+        page = graded["out"] / "feedback" / student / f"{notebook}.html"
+        assert page.is_file(), page
+        text = page_text(page.read_text())
+        assert "HIDDEN TESTS" not in text and "grade_kernel(" not in text, page
+        assert not [s for s in secrets if s in text], page
+    wrong = page_text((graded["out"] / "feedback/one_wrong" / f"{NOTEBOOKS[-1]}.html").read_text())
+    assert "Error" in wrong  # the failing check's message reaches the student
+
+
+def test_submissions_are_not_modified(graded):
+    assert tree_digest(graded["subs"]) == graded["before"]
+
+
+def test_progress_on_stderr(graded):
+    assert graded["stderr"].count(": ok") >= len(NOTEBOOKS)
+
+
+def test_plain_nbgrader_gives_the_same_cell_scores(graded, tmp_path):
+    """nbgrader autograde, serially, in a course directory of its own, on one_wrong.
+
+    one_wrong has full and zero cells in every notebook; one student keeps this test short.
+    """
+    course = tmp_path / "course"
+    make_course_dir(course)
+    for student in ("one_wrong",):
+        dest = course / "submitted" / student / ASSIGNMENT
+        dest.mkdir(parents=True)
+        for path in (graded["subs"] / student).glob("*.ipynb"):
+            dest.joinpath(path.name).write_bytes(path.read_bytes())
+    proc = run_nbgrader(["autograde", ASSIGNMENT], cwd=course, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
+        for student in ("one_wrong",):
+            for nb in NOTEBOOKS:
+                sub = gb.find_submission_notebook(nb, ASSIGNMENT, student)
+                for grade in sub.grades:
+                    ours = graded["cells"][(student, nb, grade.name)]["points"]
+                    assert float(ours) == float(grade.score or 0), (student, nb, grade.name)
+
+
+def test_zip_archive(tmp_path):
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"class/zoe/{NOTEBOOKS[0]}.ipynb", "not a notebook")
+    proc = run_grade(str(archive), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_csv(tmp_path / "out/grades.csv")
+    assert {(r["student_id"], r["notebook"], r["status"]) for r in rows} == (
+        {("zoe", NOTEBOOKS[0], "invalid")} | {("zoe", nb, "missing") for nb in NOTEBOOKS[1:]})
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "bad_zip"])
+def test_usage_errors_exit_2_with_one_line(tmp_path, case):
+    target = tmp_path / "submissions"
+    if case == "empty":
+        target.mkdir()
+    elif case == "bad_zip":
+        target = tmp_path / "class.zip"
+        target.write_text("not a zip")
+    proc = run_grade(str(target), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert not (tmp_path / "out").exists()

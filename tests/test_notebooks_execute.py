@@ -1,0 +1,85 @@
+"""Every notebook runs top to bottom as a student would run it (kernel python3, cwd course/).
+
+Solution notebooks must run without a single error. Student notebooks (course/) must run too,
+with errors only where an exercise is still a stub. Precisely, in a student notebook run with
+allow_errors:
+  - every grade cell errors (a blank exercise can never earn points),
+  - every other cell that errors raised NotImplementedError (it calls an unimplemented kernel;
+    a NameError or ImportError there means the notebook depends on an earlier failed cell),
+  - solution cells themselves (the stubs' definitions) never error.
+
+The notebooks are executed once per session, two at a time (this machine has 2 cores), and
+the tests then inspect the executed copies. Slow: about the time of the slowest notebooks.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import nbformat
+import pytest
+from conftest import COURSE, SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, nb_ids
+from nbclient import NotebookClient
+
+CELL_TIMEOUT_S = 600
+PARALLEL = 2
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _execute(path, allow_errors):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=allow_errors,
+        resources={"metadata": {"path": str(COURSE)}},
+    )
+    try:
+        client.execute()
+    except Exception as err:  # noqa: BLE001 - reported by the test that reads it
+        return nb, _ANSI.sub("", str(err))[-1500:]
+    return nb, None
+
+
+@pytest.fixture(scope="session")
+def executed(kernel_env):
+    """(kind, file name) -> (executed notebook, error message or None), run two at a time."""
+    jobs = [("solution", p, False) for p in SOLUTION_NOTEBOOKS]
+    jobs += [("student", p, True) for p in STUDENT_NOTEBOOKS]
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        futures = {(kind, p.name): pool.submit(_execute, p, allow) for kind, p, allow in jobs}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def _errors(cell):
+    return [out for out in cell.get("outputs", []) if out.output_type == "error"]
+
+
+@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=nb_ids(SOLUTION_NOTEBOOKS))
+def test_solution_notebook_runs_without_error(executed, path):
+    nb, err = executed[("solution", path.name)]
+    assert err is None, f"{path.name} failed:\n{err}"
+    for index, cell in enumerate(nb.cells):
+        assert not _errors(cell), f"{path.name} cell {index} raised an error"
+
+
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=nb_ids(STUDENT_NOTEBOOKS))
+def test_student_notebook_fails_only_where_exercises_are_stubs(executed, path):
+    nb, err = executed[("student", path.name)]
+    assert err is None, f"{path.name} could not be executed:\n{err}"
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        errors = _errors(cell)
+        where = f"cell {index} ({meta.get('grade_id', 'ungraded')})"
+        if meta.get("grade"):
+            if not errors:
+                problems.append(f"{where}: grade cell passes with the exercises blank")
+        elif meta.get("solution"):
+            if errors:
+                problems.append(f"{where}: stub cell raised {errors[0].ename}")
+        elif any(e.ename != "NotImplementedError" for e in errors):
+            names = ", ".join(e.ename for e in errors)
+            problems.append(f"{where}: raised {names}, not NotImplementedError")
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
