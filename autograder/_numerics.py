@@ -182,6 +182,7 @@ def _erfcx_coefficients(n_terms=14):
     prev = (a0[:, 0], a0[:, 1])
     ph, pl = dd_mul(c2, 0.0, prev[0], prev[1])
     cur = dd_add(ph, pl, -TWO_OVER_SQRTPI[0], -TWO_OVER_SQRTPI[1])
+    a1 = cur
     coeffs = [cur[0]]
     for n in range(1, n_terms):
         th, tl = dd_mul(c2, 0.0, cur[0], cur[1])
@@ -189,19 +190,24 @@ def _erfcx_coefficients(n_terms=14):
         nxt = dd_div(th, tl, float(n + 1), 0.0)
         prev, cur = cur, nxt
         coeffs.append(cur[0])
-    return a0[:, 0].copy(), a0[:, 1].copy(), np.array(coeffs)  # coeffs[n-1] = a_n
+    # coeffs[n-1] = a_n; a_1 also as dd (its term a_1 d is up to 7% of the value)
+    return a0[:, 0].copy(), a0[:, 1].copy(), a1, np.array(coeffs)
 
 
 def erfcx_dd(zh, zl):
-    """erfcx(zh + zl) as (hi, lo) for 0 <= zh <= 28; relative error about 1e-17."""
+    """erfcx(zh + zl) as (hi, lo) for 0 <= zh <= 28; relative error about 1e-18."""
     i = np.rint(zh * 8.0).astype(np.intp)
-    d = (zh - i / 8.0) + zl  # |d| <= 1/16; the subtraction is exact (Sterbenz)
-    c = _ERFCX_ROWS[i]  # one gather of all coefficients a_1 .. a_n
-    s = c[:, -1]
+    dh = zh - i * 0.125  # exact (Sterbenz); d = dh + zl, |d| <= 1/16
+    d = dh + zl
+    c = _ERFCX_ROWS[i]  # one gather of the coefficients a_2 .. a_n
+    q = c[:, -1]
     for n in range(c.shape[1] - 2, -1, -1):
-        s = c[:, n] + d * s
-    s = d * s
-    return fast_two_sum(_ERFCX_A0_HI[i], _ERFCX_A0_LO[i] + s)
+        q = c[:, n] + d * q
+    a1h, a1l = _ERFCX_A1_HI[i], _ERFCX_A1_LO[i]
+    ph, pl = two_prod(dh, a1h)  # a_1 d in dd
+    pl = pl + (dh * a1l + zl * a1h)
+    sh, sl = two_sum(_ERFCX_A0_HI[i], ph)
+    return fast_two_sum(sh, sl + (_ERFCX_A0_LO[i] + pl + d * (d * q)))
 
 
 def root_taylor(name, x):
@@ -210,14 +216,16 @@ def root_taylor(name, x):
     d = x - x0 is formed in double-double and the leading term c1*d in double-double, so the
     relative error stays near one rounding however close x is to x0.
     """
-    (x0h, x0l), (c1h, c1l), rest = ROOT_TAYLOR[name]
-    dh = x - x0h  # exact (Sterbenz); d = dh - x0l
-    d = dh - x0l
+    (x0h, x0l, x0ll), (c1h, c1l), rest = ROOT_TAYLOR[name]
+    # d = x - x0 in dd: x - x0h is exact (Sterbenz), the rest by an error-free sum
+    dh, dl = two_sum(x - x0h, -x0l)
+    dl = dl - x0ll
+    d = dh + dl
     q = rest[-1]
     for c in rest[-2::-1]:
         q = c + d * q
     gh, gl = two_prod(dh, c1h)
-    return gh + (gl + (dh * c1l - x0l * c1h + d * (d * q)))
+    return gh + (gl + (dl * c1h + dh * c1l + d * (d * q)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +233,7 @@ def root_taylor(name, x):
 
 ROOT_TAYLOR = {
     'gelu': (
-        (-0.7517915246935645, 1.4956759177009883e-17),
+        (-0.7517915246935645, 1.4956759177009883e-17, 5.384040947833005e-34),
         (0.4314939923140469, 2.7308688141129613e-17),
         (
             0.388284982990552,
@@ -244,7 +252,7 @@ ROOT_TAYLOR = {
         ),
     ),
     'gelu_tanh': (
-        (-0.7524614220710163, 3.635560509207687e-17),
+        (-0.7524614220710163, 3.635560509207687e-17, -2.5415595389660457e-33),
         (0.4304000910248585, 2.028254970529195e-17),
         (
             0.38751844613578895,
@@ -263,7 +271,7 @@ ROOT_TAYLOR = {
         ),
     ),
     'silu': (
-        (-1.2784645427610737, -1.0946994183093437e-16),
+        (-1.2784645427610737, -1.0946994183093437e-16, -3.907766676128665e-33),
         (0.2178117057198001, -3.974332795880862e-18),
         (
             0.1466487969969469,
@@ -517,5 +525,5 @@ ERFCX_CENTRES = (
 )
 
 
-_ERFCX_A0_HI, _ERFCX_A0_LO, _ERFCX_A = _erfcx_coefficients()
-_ERFCX_ROWS = np.ascontiguousarray(_ERFCX_A.T)  # row i: a_1 .. a_n about centre i/8
+_ERFCX_A0_HI, _ERFCX_A0_LO, (_ERFCX_A1_HI, _ERFCX_A1_LO), _ERFCX_A = _erfcx_coefficients()
+_ERFCX_ROWS = np.ascontiguousarray(_ERFCX_A[1:].T)  # row i: a_2 .. a_n about centre i/8

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from nonlinearity import checks_cnn
 
 # (activation, in_channels, n_classes, width, image_size)
@@ -38,8 +36,7 @@ def grade_cnn(make_cnn: Callable) -> None:
     if getattr(make_cnn, "__module__", "") == "nonlinearity.cnn":
         raise AssertionError("make_cnn is the course's reference builder from nonlinearity.cnn; "
                              "write your own")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1234)
+    with checks_cnn.quiet_torch(1234):
         for activation, c, k, width, size in _STRUCTURE_CASES:
             checks_cnn.check_structure(make_cnn, activation, in_channels=c, n_classes=k, width=width,
                                        image_size=size)

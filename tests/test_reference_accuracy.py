@@ -32,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPORT = ROOT / "build" / "ulp_report.txt"
 
 # Worst error allowed for the reference (ULPs of the result dtype).
-BOUND = {np.float64: 1.0, np.float32: 0.51}
+BOUND = {np.float64: 0.6, np.float32: 0.51}
 ROOTS = [v[0][0] for v in nx.ROOT_TAYLOR.values()]
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def _softmax_errors():
                                  for d in ("float64", "float32")])
 def test_softmax_family_ulp(key):
     ours, theirs = _softmax_errors()[key]
-    bound = 2.0 if key.endswith("float64") else 0.51
+    bound = 1.5 if key.endswith("float64") else 0.51
     assert ours <= bound, f"{key}: worst error {ours:.3g} ULP, bound {bound}"
     assert ours <= max(theirs, 0.5), f"{key}: {ours:.3g} ULP, worse than torch's {theirs:.3g}"
 
@@ -379,7 +379,9 @@ def generate_tables():
                         ("silu", TRUTH["silu_grad"])):
             x0 = mp.findroot(f, round(nx.ROOT_TAYLOR[name][0][0], 2))
             co = mp.taylor(f, x0, 14)
-            roots[name] = (dd(x0), dd(co[1]), tuple(float(v) for v in co[2:]))
+            h, lo = dd(x0)
+            roots[name] = ((h, lo, float(x0 - h - lo)), dd(co[1]),
+                           tuple(float(v) for v in co[2:]))
         consts = {
             "INV_SQRT2": dd(1 / mp.sqrt(2)),
             "INV_SQRT_2PI": dd(1 / mp.sqrt(2 * mp.pi)),
@@ -418,7 +420,7 @@ def test_numerics_building_blocks():
             t = mp.exp(mp.mpf(zi) ** 2) * mp.erfc(zi)
             worst_erfcx = max(worst_erfcx, float(abs(mp.mpf(h) + mp.mpf(lo_) - t) / t))
     assert worst_exp < 2e-18, worst_exp
-    assert worst_erfcx < 2e-17, worst_erfcx
+    assert worst_erfcx < 3e-18, worst_erfcx
 
 
 # ---------------------------------------------------------------------------------------------

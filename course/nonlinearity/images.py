@@ -374,3 +374,31 @@ def load_images(path=None, n_train: int = 4000, n_test: int = 1000, *, seed: int
     if len(_class_folders(folder)) >= 2 or _class_folders(folder / "train"):
         return load_image_folder(folder, n_train, n_test, seed=seed, size=size)
     raise _bad_path(path)
+
+
+def plot_examples(data: ImageSet, per_class: int = 6, *, title: str | None = None):
+    """A grid of training images: one row per class (at most 10 classes), per_class columns."""
+    import matplotlib.pyplot as plt
+
+    classes = list(range(min(len(data.classes), 10)))
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9 + 1.2, len(classes) * 0.9),
+                             squeeze=False)
+    for row, label in enumerate(classes):
+        picks = np.flatnonzero(data.y_train == label)[:per_class]
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(picks):
+                image = data.x_train[picks[col]]
+                if image.shape[0] == 1:
+                    ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+                else:
+                    ax.imshow(image.transpose(1, 2, 0))
+        axes[row, 0].set_ylabel(data.classes[label], rotation=0, ha="right", va="center")
+    fig.suptitle(title or f"{data.source}: {per_class} training images per class")
+    fig.tight_layout()
+    return fig
