@@ -86,15 +86,23 @@ def _grade_revive_dead_units(fn: Callable) -> None:
         "layer.weight / layer.bias were replaced by new tensors: change their rows in place "
         "(under torch.no_grad()) so an optimizer that holds them still sees the change"
     )
-    assert layer.weight.requires_grad and layer.bias.requires_grad, "the layer's parameters lost requires_grad"
+    assert layer.weight.requires_grad and layer.bias.requires_grad, (
+        "the layer's parameters lost requires_grad"
+    )
     changed = ~np.all((layer.weight.detach() == before_w).numpy(), axis=1)
     if changed.sum() == units:
-        raise AssertionError("every unit was re-initialised: only units that are dead (<= 0 on every sample) may be")
+        raise AssertionError(
+            "every unit was re-initialised: only units that are dead (<= 0 on every sample) may be"
+        )
     zero_col = np.flatnonzero(np.all(preacts == 0.0, axis=0))
-    if len(zero_col) and not changed[zero_col[0]] and np.array_equal(changed, dead & (preacts != 0).any(axis=0)):
-        raise AssertionError("a unit whose pre-activations are exactly 0 on every sample is dead too: use <= 0, not < 0")
+    strictly_negative = dead & (preacts != 0).any(axis=0)
+    if len(zero_col) and not changed[zero_col[0]] and np.array_equal(changed, strictly_negative):
+        raise AssertionError(
+            "a unit whose pre-activations are exactly 0 on every sample is dead too: use <= 0, not < 0"
+        )
     assert np.array_equal(changed, dead), (
-        f"{int((changed & ~dead).sum())} live unit(s) changed and {int((dead & ~changed).sum())} dead unit(s) "
+        f"{int((changed & ~dead).sum())} live unit(s) changed and "
+        f"{int((dead & ~changed).sum())} dead unit(s) "
         "kept their weights: re-initialise exactly the units whose pre-activation is <= 0 on every sample"
     )
     assert n is not None and np.ndim(n) == 0 and int(n) == n_dead, (
@@ -112,8 +120,10 @@ def _grade_revive_dead_units(fn: Callable) -> None:
     expected_std = math.sqrt(2.0 / fan_in)
     std = float(new_w.std())
     mean = float(new_w.mean())
-    for label, value in (("Xavier", math.sqrt(2.0 / (fan_in + units))), ("torch's default", 1 / math.sqrt(3 * fan_in)),
-                         ("the He variance instead of the std", 2.0 / fan_in)):
+    lookalikes = (("Xavier", math.sqrt(2.0 / (fan_in + units))),
+                  ("torch's default", 1 / math.sqrt(3 * fan_in)),
+                  ("the He variance instead of the std", 2.0 / fan_in))
+    for label, value in lookalikes:
         if abs(std - value) < 0.03 * value and abs(value - expected_std) > 0.1 * expected_std:
             raise AssertionError(
                 f"new weights have std {std:.4f}, which matches {label} ({value:.4f}); "
@@ -122,7 +132,9 @@ def _grade_revive_dead_units(fn: Callable) -> None:
     assert abs(std - expected_std) < 0.05 * expected_std, (
         f"new weights should have std sqrt(2/fan_in) = {expected_std:.4f} (He), got {std:.4f}"
     )
-    assert abs(mean) < 4 * expected_std / math.sqrt(new_w.numel()), f"new weights should have mean 0, got {mean:.4f}"
+    assert abs(mean) < 4 * expected_std / math.sqrt(new_w.numel()), (
+        f"new weights should have mean 0, got {mean:.4f}"
+    )
     assert float(new_w.std(dim=0).mean()) > 0.5 * expected_std, (
         "the revived units all got the same weights: draw a fresh row for each unit"
     )
@@ -214,7 +226,8 @@ def _grade_layer_grad_norms(fn: Callable) -> None:
                 raise AssertionError(f"{label}: {message}")
         raise AssertionError(
             f"{label}: expected the Frobenius norms of dLoss/dW, first layer first, "
-            f"{np.array2string(expected, precision=4)}, got {np.array2string(np.asarray(actual), precision=4)}"
+            f"{np.array2string(expected, precision=4)}, "
+            f"got {np.array2string(np.asarray(actual), precision=4)}"
         )
 
 
@@ -228,7 +241,8 @@ def _stale_grads(model, x, y, loss_fn):
 
 
 def _grade_init_std(fn: Callable) -> None:
-    fans = [(1, 1), (64, 64), (784, 256), (256, 784), (3, 1000), (4096, 10)]
+    # non-square first: on a square layer several mistakes give the same number
+    fans = [(784, 256), (256, 784), (3, 1000), (4096, 10), (64, 64), (1, 1)]
     for fan_in, fan_out in fans:
         expected = {"xavier": math.sqrt(2.0 / (fan_in + fan_out)), "he": math.sqrt(2.0 / fan_in)}
         for kind, value in expected.items():
@@ -243,7 +257,8 @@ def _grade_init_std(fn: Callable) -> None:
                 (value**2, "this is the variance; return its square root, the standard deviation"),
                 (expected[other], f"this is the {other} value: are the kinds swapped?"),
                 (math.sqrt(2.0 / fan_out), "He initialisation divides by fan_in, not fan_out"),
-                (math.sqrt(1.0 / (fan_in + fan_out)), "Xavier's variance is 2 / (fan_in + fan_out): the 2 is missing"),
+                (math.sqrt(1.0 / (fan_in + fan_out)),
+                 "Xavier's variance is 2 / (fan_in + fan_out): the 2 is missing"),
                 (math.sqrt(1.0 / fan_in), "He's variance is 2 / fan_in (the 2 makes up for ReLU zeroing half "
                                           "the inputs); 1 / fan_in is LeCun's"),
             ]
@@ -258,6 +273,7 @@ def _grade_init_std(fn: Callable) -> None:
             continue
         except Exception as error:  # any other exception is the wrong kind of refusal
             raise AssertionError(
-                f"init_std(10, 10, {kind!r}) raised {type(error).__name__}; an unknown kind should raise ValueError"
+                f"init_std(10, 10, {kind!r}) raised {type(error).__name__}; "
+                "an unknown kind should raise ValueError"
             ) from None
         raise AssertionError(f"init_std(10, 10, {kind!r}) should raise ValueError (unknown kind)")

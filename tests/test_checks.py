@@ -9,11 +9,11 @@ import math
 
 import numpy as np
 import pytest
-from nonlinearity.checks import check_kernel
 from scipy import special
 
 from autograder import reference as R
 from autograder.hidden import KERNELS, LOOP_MESSAGE, grade_kernel
+from nonlinearity.checks import check_kernel
 
 
 def _f(x):

@@ -65,7 +65,8 @@ def test_reference_structure_and_output(activation):
     block = [nn.Conv2d, cnn.ACTIVATIONS[activation], nn.MaxPool2d]
     assert kinds == block * 3 + [nn.Flatten, nn.Linear]
     assert model(torch.zeros(4, 3, 32, 32)).shape == (4, 10)
-    assert cnn.make_reference_cnn(activation, 1, 7, width=4, image_size=16)(torch.zeros(2, 1, 16, 16)).shape == (2, 7)
+    small = cnn.make_reference_cnn(activation, 1, 7, width=4, image_size=16)
+    assert small(torch.zeros(2, 1, 16, 16)).shape == (2, 7)
 
 
 def test_reference_rejects_unknown_activation():
@@ -132,10 +133,12 @@ def test_usable_builder_falls_back_with_a_note(capsys):
 
 @pytest.fixture(scope="module")
 def small_comparison():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     data = images.shapes_dataset(200, 100, seed=0)
-    return cnn.compare_activations(data, activations=("sigmoid", "relu", "gelu"), seeds=(0, 1), epochs=2,
-                                   width=4, target=0.15, log=None, device="cpu")
+    yield cnn.compare_activations(data, activations=("sigmoid", "relu", "gelu"), seeds=(0, 1), epochs=2,
+                                  width=4, target=0.15, log=None, device="cpu")
+    torch.set_num_threads(threads)
 
 
 def test_comparison_records_every_run(small_comparison):
@@ -209,3 +212,22 @@ def test_settings_switch(monkeypatch):
 
 def test_pick_device_is_a_device():
     assert cnn.pick_device().type in {"cpu", "cuda", "mps"}
+
+
+def test_figures_and_widget_build_headless(small_comparison, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = cnn.plot_learning_curves(small_comparison)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["training step", "training step"]
+    assert all(ax.get_title() for ax in fig.axes)
+    for name in small_comparison.activations:
+        view = cnn._activation_view(small_comparison, name)
+        assert len(view.axes) == 3 and all(ax.get_title() for ax in view.axes)
+    cnn.explore(small_comparison)  # no frontend: displays fall back to text, nothing raises
+    examples = images.plot_examples(images.shapes_dataset(40, 10), per_class=3)
+    assert len(examples.axes) == 30
+    plt.close("all")
+    assert capsys.readouterr().err == ""

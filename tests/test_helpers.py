@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from IPython.display import Image
+
 from nonlinearity import data, plots, widgets
 
 OKABE_ITO = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from IPython.display import Image
+
 from nonlinearity import outputs, widgets
 
 

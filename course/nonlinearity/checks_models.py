@@ -77,13 +77,14 @@ def _check_revive_dead_units(fn: Callable) -> None:
         f"of exactly 0 counts as dead), so revive_dead_units should return 2, got {n!r}"
     )
     alive = [0, 2]
-    assert torch.equal(layer.weight[alive], before_w[alive]) and torch.equal(layer.bias[alive], before_b[alive]), (
+    W, b = layer.weight.detach(), layer.bias.detach()
+    assert torch.equal(W[alive], before_w[alive]) and torch.equal(b[alive], before_b[alive]), (
         "the live units 0 and 2 changed: only dead units may be re-initialised"
     )
     for i in (1, 3):
-        assert not torch.equal(layer.weight[i], before_w[i]), f"dead unit {i} kept its old weights"
-        assert float(layer.bias[i]) == 0.0, f"dead unit {i}: bias should be reset to 0, got {float(layer.bias[i])}"
-    std = float(layer.weight[[1, 3]].std())
+        assert not torch.equal(W[i], before_w[i]), f"dead unit {i} kept its old weights"
+        assert float(b[i]) == 0.0, f"dead unit {i}: bias should be reset to 0, got {float(b[i])}"
+    std = float(W[[1, 3]].std())
     expected = math.sqrt(2.0 / 50)
     assert 0.6 * expected < std < 1.5 * expected, (
         f"new weights of a layer with in_features=50 should have std sqrt(2/50) = {expected:.3f} "
@@ -123,7 +124,8 @@ def _check_layer_grad_norms(fn: Callable) -> None:
     assert actual.shape == (3,), (
         f"a model with 3 nn.Linear layers needs 3 norms (shape (3,)), got shape {actual.shape}"
     )
-    if np.allclose(actual, expected[::-1], rtol=1e-5) and not np.allclose(expected, expected[::-1], rtol=1e-5):
+    symmetric = np.allclose(expected, expected[::-1], rtol=1e-5)
+    if np.allclose(actual, expected[::-1], rtol=1e-5) and not symmetric:
         raise AssertionError("the norms come last layer first: return them first layer first")
     if np.allclose(actual, expected**2, rtol=1e-5):
         raise AssertionError("these are squared norms: take the square root (torch.linalg.norm)")
@@ -149,7 +151,9 @@ def _check_init_std(fn: Callable) -> None:
         call = f"init_std({fan_in}, {fan_out}, {kind!r})"
         assert actual is not None and np.ndim(actual) == 0, f"{call} should return one number, got {actual!r}"
         if math.isclose(float(actual), expected**2, rel_tol=1e-9):
-            raise AssertionError(f"{call} returned the variance {expected**2:.6g}; return the std {expected:.6g}")
+            raise AssertionError(
+                f"{call} returned the variance {expected**2:.6g}; return the std {expected:.6g}"
+            )
         assert math.isclose(float(actual), expected, rel_tol=1e-9), (
             f"{call} should be {expected:.6g}, got {float(actual):.6g}"
         )

@@ -381,8 +381,8 @@ def plot_examples(data: ImageSet, per_class: int = 6, *, title: str | None = Non
     import matplotlib.pyplot as plt
 
     classes = list(range(min(len(data.classes), 10)))
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9 + 1.2, len(classes) * 0.9),
-                             squeeze=False)
+    figsize = (per_class * 0.75 + 1.2, len(classes) * 0.75 + 0.4)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=figsize, squeeze=False)
     for row, label in enumerate(classes):
         picks = np.flatnonzero(data.y_train == label)[:per_class]
         for col in range(per_class):

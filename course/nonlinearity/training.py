@@ -39,8 +39,8 @@ INITS = ("default", "xavier", "he")
 
 
 def full_size() -> bool:
-    """True when NONLINEARITY_FULL is set to something other than '', '0', 'false' or 'no'."""
-    return os.environ.get(FULL_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    """True when the environment variable NONLINEARITY_FULL is 1, true or yes (as in nonlinearity.cnn)."""
+    return os.environ.get(FULL_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
 def pick(small, full):
@@ -320,3 +320,64 @@ def gradient_norms(model: nn.Module, x, y, loss_fn: Callable, *, of: str = "weig
     loss = loss_fn(model(x), y)
     grads = torch.autograd.grad(loss, params)
     return np.array([float(g.detach().double().norm()) for g in grads])
+
+
+def with_fallback(fn: Callable, fallback: Callable, note: str) -> Callable:
+    """fn, except that while fn raises NotImplementedError, fallback answers instead.
+
+    The note is printed once, the first time the fallback is used, so a student notebook runs
+    top to bottom before its exercises are done.
+    """
+    noted = False
+
+    def call(*args, **kwargs):
+        nonlocal noted
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError:
+            if not noted:
+                print(note)
+                noted = True
+            return fallback(*args, **kwargs)
+
+    return call
+
+
+# ---------------------------------------------------------------- the dead-ReLU experiment
+
+# One ReLU layer of 64 units on the two moons, trained with Adam. A large step size plus a
+# negative starting bias leaves most units silent on every point; each "fix" changes one knob.
+DEAD_RELU_HIDDEN = 64
+KILLING = {"activation": "relu", "lr": 0.1, "bias": -1.0, "init": "default"}
+HEALTHY = {"activation": "relu", "lr": 0.01, "bias": 0.0, "init": "he"}
+
+
+def dead_relu_run(
+    *,
+    activation: str = "relu",
+    lr: float = 0.1,
+    bias: float | None = -1.0,
+    init: str = "default",
+    epochs: int | None = None,
+    seed: int = 0,
+    metric: Callable = count_dead,
+    data: tuple[np.ndarray, np.ndarray] | None = None,
+    model: nn.Sequential | None = None,
+) -> tuple[nn.Sequential, History]:
+    """Train the dead-ReLU model; history.probes[e] = metric(hidden pre-activations) after epoch e.
+
+    probes[0] is measured before training. `metric` takes the (N, 64) pre-activations of the
+    hidden layer on the whole training set (a float64 array), e.g. the student's dead_fraction.
+    data: (X, y), default two_moons(512, seed=0) (2048 points with NONLINEARITY_FULL=1).
+    model: continue training this model instead of building a new one (activation, bias and
+    init are then ignored). epochs default: 30 (100 with NONLINEARITY_FULL=1).
+    """
+    X, y = data if data is not None else two_moons(pick(512, 2048), seed=0)
+    generator = seed_everything(seed)
+    if model is None:
+        model = make_mlp(2, [DEAD_RELU_HIDDEN], 2, activation=activation, init=init, bias=bias,
+                         generator=generator)
+    history = train(model, X, y, epochs=epochs or pick(30, 100), lr=lr, batch_size=64,
+                    optimizer="adam", seed=seed,
+                    on_epoch=lambda m: float(metric(hidden_preacts(m, X)[0])))
+    return model, history
