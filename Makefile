@@ -8,7 +8,7 @@ OUT ?= grades
 # Open a browser only where there is a screen to show it on.
 BROWSER_FLAG := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname))),,--no-browser)
 
-.PHONY: setup lab test lint release grade
+.PHONY: setup lab test lint release grade bench
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -31,3 +31,8 @@ release: setup
 
 grade: setup
 	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT)
+
+# Runs every solution notebook and prints per-notebook times, the total and the CNN table.
+# `make bench FULL=1` runs the full-size experiments instead of the laptop-sized defaults.
+bench: setup
+	$(BIN)/python benchmarks/bench.py $(if $(FULL),--full)
