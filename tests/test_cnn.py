@@ -210,10 +210,6 @@ def test_settings_switch(monkeypatch):
     assert cnn.experiment_settings(full=False) == cnn.QUICK
 
 
-def test_pick_device_is_a_device():
-    assert cnn.pick_device().type in {"cpu", "cuda", "mps"}
-
-
 def test_figures_and_widget_build_headless(small_comparison, capsys):
     import matplotlib
 

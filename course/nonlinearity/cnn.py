@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nonlinearity.training import full_size, select_device
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
@@ -51,14 +53,9 @@ FULL = {
 }
 
 
-def full_requested() -> bool:
-    """True when the environment variable NONLINEARITY_FULL is set to 1/true/yes."""
-    return os.environ.get("NONLINEARITY_FULL", "").strip().lower() in {"1", "true", "yes"}
-
-
 def experiment_settings(full: bool | None = None) -> dict:
     """A copy of QUICK or FULL; full=None reads NONLINEARITY_FULL."""
-    return dict(FULL if (full_requested() if full is None else full) else QUICK)
+    return dict(FULL if (full_size() if full is None else full) else QUICK)
 
 
 def choose_threads(max_threads: int = 2) -> int:
@@ -74,16 +71,6 @@ def choose_threads(max_threads: int = 2) -> int:
     except (AttributeError, OSError):  # Windows has no load average
         busy = False
     return 1 if cores < 4 or busy else max(1, min(max_threads, cores))
-
-
-def pick_device() -> torch.device:
-    """CUDA if present, else Apple MPS if present, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def make_reference_cnn(
@@ -333,7 +320,7 @@ def compare_activations(
     Extra keyword arguments (e.g. n_train from experiment_settings) are ignored.
     """
     builder = builder or make_reference_cnn
-    device = torch.device(device) if device is not None else pick_device()
+    device = torch.device(device) if device is not None else select_device()
     x_train, x_test = _standardise(data.x_train, data.x_test)
     tensors = (
         torch.as_tensor(x_train, dtype=torch.float32, device=device),

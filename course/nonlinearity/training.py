@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nonlinearity.data import make_moons
+
 FULL_ENV = "NONLINEARITY_FULL"
 DEVICE_ENV = "NONLINEARITY_DEVICE"
 
@@ -96,22 +98,12 @@ def limit_threads(n: int = 2) -> int:
 
 
 def two_moons(n: int = 512, *, noise: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two interleaving half circles in the plane, standardised; X float32 (n, 2), y int64 (n,).
+    """make_moons, standardised (zero mean, unit variance per feature): what an MLP trains on.
 
-    Generated with numpy from `seed`, so the same call always returns the same points.
+    X float32 (n, 2), y int64 (n,); the same seed always gives the same points.
     """
-    rng = np.random.default_rng(seed)
-    n0 = n // 2
-    n1 = n - n0
-    t0 = rng.uniform(0.0, np.pi, n0)
-    t1 = rng.uniform(0.0, np.pi, n1)
-    upper = np.column_stack([np.cos(t0), np.sin(t0)])
-    lower = np.column_stack([1.0 - np.cos(t1), 0.5 - np.sin(t1)])
-    X = np.concatenate([upper, lower]) + rng.normal(scale=noise, size=(n, 2))
-    y = np.concatenate([np.zeros(n0, dtype=np.int64), np.ones(n1, dtype=np.int64)])
-    X = (X - X.mean(axis=0)) / X.std(axis=0)
-    order = rng.permutation(n)
-    return X[order].astype(np.float32), y[order]
+    X, y = make_moons(n, noise=noise, seed=seed)
+    return ((X - X.mean(axis=0)) / X.std(axis=0)).astype(np.float32), y
 
 
 # ---------------------------------------------------------------- models
