@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUBMISSIONS ?= submissions
 OUT ?= grades
+# The folder JupyterLab opens: course/ for students, `make lab LAB_DIR=solutions` for the worked solutions.
+LAB_DIR ?= course
 # Open a browser only where there is a screen to show it on.
 BROWSER_FLAG := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname))),,--no-browser)
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=course $(BROWSER_FLAG)
+	$(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(BROWSER_FLAG)
 
 lint: setup
 	$(BIN)/ruff check .
