@@ -9,8 +9,10 @@ OUT ?= grades
 LAB_DIR ?= course
 # Open a browser only where there is a screen to show it on.
 BROWSER_FLAG := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname))),,--no-browser)
+# Jupyter refuses to run as root (containers, CI machines) unless told it may.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test lint release grade bench
+.PHONY: setup lab test lint release grade bench book
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(BROWSER_FLAG)
+	$(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(BROWSER_FLAG) $(ROOT_FLAG)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -33,6 +35,10 @@ release: setup
 
 grade: setup
 	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT)
+
+# The self-study site: the executed course as static HTML in build/site/ (open build/site/index.html).
+book: setup
+	$(BIN)/python -m autograder book
 
 # Runs every solution notebook and prints per-notebook times, the total and the CNN table.
 # `make bench FULL=1` runs the full-size experiments instead of the laptop-sized defaults.
