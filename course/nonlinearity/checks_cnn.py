@@ -23,14 +23,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-}
+from nonlinearity.cnn import ACTIVATIONS
+
+ACTIVATION_MODULES = ACTIVATIONS  # the activations make_cnn must accept, by name
 _ACTIVATION_TYPES = tuple(ACTIVATION_MODULES.values()) + (nn.ELU, nn.Softplus, nn.Hardswish, nn.Mish)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 _HARMLESS = (nn.Flatten, nn.Dropout, nn.Identity)

@@ -25,7 +25,8 @@ from torch import nn
 
 
 @contextlib.contextmanager
-def _no_warnings(name: str):
+def no_warnings(name: str):
+    """Turn any warning raised inside the block into one AssertionError (nothing reaches stderr)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with np.errstate(all="warn"):
@@ -44,7 +45,7 @@ def check_function(name: str, fn: Callable) -> None:
     }
     if name not in checks:
         raise KeyError(f"no visible checks for {name!r}; known: {sorted(checks)}")
-    with _no_warnings(name):
+    with no_warnings(name):
         checks[name](fn)
     print(f"{name}: visible checks passed.")
 
