@@ -542,6 +542,9 @@ def _common(name, case, rec, what="x"):
         hint = ""
         if any(k in case.label for k in ("Python float", "Python int", "list", "0-d")):
             hint = " (accept array-likes: start with np.asarray)"
+        if name in ("softmax", "log_softmax") and "could not be broadcast" in rec.error:
+            hint = (" — did you forget keepdims=True? A sum or max along `axis` drops that "
+                    "dimension, so it no longer lines up with x")
         if name == "collapse_linear" and "matmul" in rec.error:
             hint = (" — the matrix shapes do not fit: are the weights multiplied in the wrong "
                     "order? The last layer acts last")
@@ -672,6 +675,8 @@ MISCONCEPTIONS = {
          lambda x, kw: _sig(x)),
         ("sigmoid_grad returned 1 - sigmoid(x): the derivative is a product of two factors",
          lambda x, kw: 1 - _sig(x)),
+        ("sigmoid_grad has the wrong sign: sigmoid is increasing, so its derivative "
+         "sigmoid(x) * (1 - sigmoid(x)) is >= 0", lambda x, kw: -R.sigmoid_grad(x)),
     ],
     "tanh": [],
     "tanh_grad": [

@@ -5,6 +5,8 @@ derivatives) or with a simple fact (a limit, a shape, a dtype) and raises Assert
 message that names the input, the expected and the actual value. These are the basics; the
 graded (hidden) checks try more inputs, shapes, dtypes and parameters.
 """
+import math
+import sys
 import warnings
 
 import numpy as np
@@ -69,6 +71,33 @@ def _call(name, fn, *args, **kwargs):
     return out
 
 
+def _python_steps(name, fn, x, kw=None):
+    """Python lines and calls executed while fn(x) runs (a Python loop adds some per element)."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        count += 1
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        _call(name, fn, x, **(kw or {}))
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+def _check_vectorised(name, fn, small, large, what):
+    """Fail when the Python steps grow with the number of elements (half a step per element)."""
+    a, b = _python_steps(name, fn, small), _python_steps(name, fn, large)
+    if b - a > (large.size - small.size) // 2:
+        raise AssertionError(
+            f"{name} runs Python code for every element ({a} Python steps on {what[0]}, {b} on "
+            f"{what[1]}): this looks like a Python loop; use numpy's vectorised operations")
+
+
 def _show(a):
     if isinstance(a, np.ndarray):
         if a.size > 8:
@@ -91,8 +120,10 @@ def _torch_values(name, x, kw):
     return _TORCH[name](t, kw).detach().numpy()
 
 
-def _compare(name, label, actual, expected, tol=TOL, kink=None):
-    """Assert actual is within tol of expected; kink = (lo, hi) accepted at exactly x = 0."""
+def _compare(name, label, actual, expected, tol=TOL, kink=None, hint=None):
+    """Assert actual is within tol of expected; kink = (lo, hi) accepted at exactly x = 0.
+
+    hint: a function (actual, expected, ok) -> a sentence naming the likely mistake, or None."""
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -104,7 +135,9 @@ def _compare(name, label, actual, expected, tol=TOL, kink=None):
         ok = np.where(np.asarray(x) == 0, (actual >= lo) & (actual <= hi), ok)
     if not np.all(ok):
         i = int(np.flatnonzero(~ok.reshape(-1))[0])
+        why = hint(actual, expected, ok) if hint else None
         raise AssertionError(
+            (f"{why}. " if why else "") +
             f"{label} should be {_round(expected)}, got {_round(actual)}: first difference at "
             f"position {i}: expected {float(expected.reshape(-1)[i])!r}, "
             f"got {float(actual.reshape(-1)[i])!r} "
@@ -130,6 +163,85 @@ def _check_array(name, label, x, y, dtype):
     return y
 
 
+def _sig(t):
+    return torch.sigmoid(t)
+
+
+def _phi_cdf(t):
+    return 0.5 * (1 + torch.erf(t / math.sqrt(2)))
+
+
+# Functions students often return instead (default parameters only): (message, torch function).
+_VARIANTS = {
+    "gelu": [
+        ("gelu returned Phi(x), the normal CDF; GELU is x * Phi(x)", _phi_cdf),
+        ("gelu: Phi(x) = (1 + erf(x / sqrt(2))) / 2 — the argument of erf needs the 1/sqrt(2)",
+         lambda t: 0.5 * t * (1 + torch.erf(t))),
+        ("gelu: x * sigmoid(1.702 x) is the sigmoid approximation, not GELU",
+         lambda t: t * _sig(1.702 * t)),
+    ],
+    "gelu_grad": [("gelu_grad is missing the x * phi(x) term of the product rule", _phi_cdf)],
+    "silu": [("silu returned sigmoid(x): SiLU is x * sigmoid(x)", _sig)],
+    "silu_grad": [
+        ("silu_grad returned sigmoid(x): the product rule gives a second term", _sig),
+        ("silu_grad returned sigmoid'(x) only: the product rule also gives sigmoid(x)",
+         lambda t: _sig(t) * (1 - _sig(t))),
+    ],
+    "sigmoid_grad": [("sigmoid_grad returned 1 - sigmoid(x): the derivative is a product of "
+                      "two factors", lambda t: 1 - _sig(t))],
+    "tanh_grad": [
+        ("tanh_grad returned 1 - tanh(x): did you forget the square?", lambda t: 1 - torch.tanh(t)),
+        ("tanh_grad returned sigmoid_grad(x): tanh' = 1 - tanh(x)**2",
+         lambda t: _sig(t) * (1 - _sig(t))),
+    ],
+}
+
+
+def _close(a, b):
+    with np.errstate(all="ignore"):
+        return bool(np.all(np.isclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True)))
+
+
+def _elementwise_hint(name, x, kw):
+    """A hint for a wrong elementwise result on input x (None when no pattern fits)."""
+    x = np.asarray(x, dtype=np.float64)
+
+    def hint(actual, expected, ok):
+        bad = ~ok
+        if np.any(np.isnan(x) & ~np.isnan(actual)):
+            return f"{name}: NaN must propagate (comparisons such as x > 0 are False for NaN)"
+        if name.endswith("_grad"):
+            base = name[: -len("_grad")]
+            if _close(actual, _torch_values(base, x, kw)):
+                return f"{name} returned {base}(x), the function itself, not its derivative"
+        if np.any(expected[bad] != 0) and _close(actual[bad], -expected[bad]):
+            return f"{name} has the wrong sign where it differs"
+        if not kw or kw.get("approximate") == "none":
+            t = torch.tensor(x)
+            for message, variant in _VARIANTS.get(name, []):
+                if _close(actual, variant(t).numpy()):
+                    return message
+        if kw and _close(actual, _torch_values(name, x, {})):
+            return f"{name} ignores {_kw(kw)[2:]}: it gave the values of the default"
+        if name.startswith("gelu") and kw.get("approximate", "none") == "none" and _close(
+                actual, _torch_values(name, x, {"approximate": "tanh"})):
+            return (f"{name} with approximate='none' should be the exact GELU (with erf), not "
+                    "the tanh approximation")
+        if not name.endswith("_grad") and _close(actual, _torch_values(name, -x, kw)):
+            return f"{name}(x) gave the values of {name}(-x): check the sign inside"
+        finite = np.isfinite(x)
+        if bad.any() and np.all(finite[bad]):
+            xs = x[bad]
+            if np.all(xs < 0):
+                return f"{name} is right for x >= 0 but wrong for x < 0"
+            if np.all(xs <= 0):
+                return f"{name} is right for x > 0 but wrong for x <= 0"
+            if np.all(xs > 0):
+                return f"{name} is right for x <= 0 but wrong for x > 0"
+        return None
+    return hint
+
+
 def _elementwise_checks(name, fn):
     slope = 0.0 if name == "relu_grad" else 0.01
 
@@ -142,8 +254,12 @@ def _elementwise_checks(name, fn):
     def values(x, kw=None, label=None):
         kw = kw or {}
         label = label or f"{name}({_show(x)}{_kw(kw)})"
-        y = _check_array(name, label, x, _call(name, fn, x, **kw), np.float64)
-        _compare(name, label, y, _torch_values(name, x, kw), kink=kink(x, kw))
+        want, before = _torch_values(name, x, kw), np.array(x, copy=True)
+        y = _call(name, fn, x, **kw)
+        if not np.array_equal(np.asarray(x), before, equal_nan=True):
+            raise AssertionError(f"{label} modified its input in place: work on a copy")
+        y = _check_array(name, label, x, y, np.float64)
+        _compare(name, label, y, want, kink=kink(x, kw), hint=_elementwise_hint(name, x, kw))
 
     def seed_example():
         values(np.linspace(-3, 3, 7))
@@ -158,7 +274,7 @@ def _elementwise_checks(name, fn):
         _compare(name, f"{name}({_show(x)})", y, _torch_values(name, x, {}), tol=1e-6)
 
     def array_likes():
-        for x in ([-1.0, 0.5, 2.0], 0.5):
+        for x in ([-1.0, 0.5, 2.0], 0.5, [-2, 1, 3]):
             y = np.asarray(_call(name, fn, x))
             if y.shape != np.shape(x) or y.dtype != np.float64:
                 raise AssertionError(f"{name}({x!r}) should give a float64 array of shape "
@@ -178,7 +294,7 @@ def _elementwise_checks(name, fn):
         lo, hi = _LIMITS[name]
         y = _check_array(name, f"{name}({_show(x)})", x, _call(name, fn, x), np.float64)
         _compare(name, f"{name}([-inf, inf, nan]) (the limits, and NaN propagates)", y,
-                 [lo, hi, NAN])
+                 [lo, hi, NAN], hint=_elementwise_hint(name, x, {}))
 
     def large_inputs():
         x = np.array([-1000.0, -50.0, 50.0, 1000.0])
@@ -189,8 +305,12 @@ def _elementwise_checks(name, fn):
         for kw in _PARAMS.get(name, []):
             values(x, kw)
 
+    def vectorised():
+        _check_vectorised(name, fn, np.linspace(-3, 3, 100), np.linspace(-3, 3, 10_000),
+                          ("100 elements", "10^4 elements"))
+
     checks = [seed_example, random_2d, float32, array_likes, no_mutation, special_values,
-              large_inputs]
+              large_inputs, vectorised]
     if name in _PARAMS:
         checks.append(parameters)
     return checks
@@ -202,16 +322,36 @@ def _softmax_checks(name, fn):
     def expected(x, axis=-1):
         return tfn(torch.tensor(np.asarray(x, dtype=np.float64)), dim=axis).numpy()
 
+    def hint(x, axis):
+        def why(actual, want, ok):
+            if name == "log_softmax" and np.all(actual >= 0):
+                return "log_softmax returned probabilities; it should return their logarithm"
+            probs = actual if name == "softmax" else np.exp(actual)
+            if np.ndim(x) >= 2 and not np.allclose(np.sum(probs, axis=axis), 1):
+                if np.isclose(np.sum(probs), 1):
+                    return f"{name} normalises over the whole array, not along axis={axis}"
+                return f"{name}: the probabilities do not sum to 1 along axis={axis}"
+            return None
+        return why
+
     def run(x, dtype=np.float64, **kw):
         label = f"{name}({_show(x)}{_kw(kw)})"
-        y = _check_array(name, label, x, _call(name, fn, x, **kw), dtype)
-        _compare(name, label, y, expected(x, **kw), tol=TOL if dtype == np.float64 else 1e-6)
+        try:
+            y = _call(name, fn, x, **kw)
+        except ValueError as err:
+            if "broadcast" not in str(err):
+                raise
+            raise AssertionError(f"{label} raised ValueError: {err}— did you forget "
+                                 "keepdims=True when reducing along `axis`?") from None
+        y = _check_array(name, label, x, y, dtype)
+        _compare(name, label, y, expected(x, **kw), tol=TOL if dtype == np.float64 else 1e-6,
+                 hint=hint(x, kw.get("axis", -1)))
 
     def seed_example():
         x = [2.0, 1.0, 0.1]  # softmax ≈ [0.659, 0.242, 0.099]
         label = f"{name}({x})"
         y = np.asarray(_call(name, fn, x))
-        _compare(name, label, y, expected(x))
+        _compare(name, label, y, expected(x), hint=hint(x, -1))
 
     def rows():
         run(np.random.default_rng(1).normal(0, 2, (3, 4)))
@@ -232,7 +372,12 @@ def _softmax_checks(name, fn):
     def large_logits():
         run(np.array([[1000.0, 0.0, -1000.0], [500.0, 501.0, 502.0]]))
 
-    return [seed_example, rows, axis0, float32, no_mutation, large_logits]
+    def vectorised():
+        rng = np.random.default_rng(4)
+        _check_vectorised(name, fn, rng.normal(0, 2, (10, 10)), rng.normal(0, 2, (10, 1000)),
+                          ("rows of 10 logits", "rows of 1000 logits"))
+
+    return [seed_example, rows, axis0, float32, no_mutation, large_logits, vectorised]
 
 
 def _cross_entropy_checks(name, fn):
@@ -250,7 +395,17 @@ def _cross_entropy_checks(name, fn):
         if n > 1 and abs(float(out) - n * want) <= 1e-9 * n * abs(want):
             raise AssertionError(f"{label} should be {want!r}, got {float(out)!r}: {n} times too "
                                  "large — average over the batch instead of summing")
-        _compare(name, label, float(out), want)
+        logp = F.log_softmax(torch.tensor(np.asarray(logits, dtype=np.float64)), dim=-1).numpy()
+
+        def why(actual, expected, ok):
+            if actual < 0:
+                return "cross_entropy is a NEGATIVE log-likelihood, never below 0"
+            if n > 1 and np.isclose(actual, -np.mean(logp[:, np.asarray(targets)])):
+                return ("cross_entropy: pick each sample's own target (row i, column "
+                        "targets[i]), not every target for every row")
+            return None
+
+        _compare(name, label, float(out), want, hint=why)
 
     def seed_example():
         run([[2.0, 1.0, 0.1]], [0])
@@ -279,7 +434,17 @@ def _collapse_checks(name, fn):
         biases = [rng.normal(size=s[0]) for s in shapes]
         copies = [w.copy() for w in weights], [b.copy() for b in biases]
         label = f"collapse_linear for weights of shapes {[w.shape for w in weights]}"
-        W, b = _call(name, fn, weights, biases)
+        try:
+            W, b = _call(name, fn, weights, biases)
+        except ValueError as err:
+            hint = ""
+            if "matmul" in str(err):
+                hint = (" — the matrix shapes do not fit: are the layers multiplied in the wrong "
+                        "order? The last layer acts last")
+            elif "inhomogeneous" in str(err) or "broadcast" in str(err):
+                hint = (" — the layers' biases have different shapes, so they cannot simply be "
+                        "added: an earlier bias passes through the later layers' weights")
+            raise AssertionError(f"{label} raised ValueError: {err}{hint}") from None
         W, b = np.asarray(W), np.asarray(b)
         n_out, n_in = shapes[-1][0], shapes[0][1]
         if W.shape != (n_out, n_in) or b.shape != (n_out,):
@@ -292,8 +457,18 @@ def _collapse_checks(name, fn):
         h = x
         for w, c in zip(weights, biases, strict=True):
             h = h @ w.T + c
+        b_stack = np.zeros(n_in)  # the stack applied to 0 gives the collapsed bias
+        for w, c in zip(weights, biases, strict=True):
+            b_stack = b_stack @ w.T + c
+
+        def why(actual, expected, ok):
+            if len(shapes) > 1 and np.allclose(b, biases[-1]) and not np.allclose(b, b_stack):
+                return ("collapse_linear: b keeps only the last layer's bias; earlier biases "
+                        "pass through the later layers")
+            return None
+
         _compare(name, f"{label}: x @ W.T + b for random x (the stack gives h)", x @ W.T + b, h,
-                 tol=1e-10)
+                 tol=1e-10, hint=why)
 
     return [lambda: run([(3, 4)]), lambda: run([(5, 4), (2, 5)]),
             lambda: run([(3, 2), (3, 3), (4, 3)])]
@@ -305,10 +480,28 @@ def _dead_checks(name, fn):
         out = _call(name, fn, p)
         if np.ndim(out) != 0:
             raise AssertionError(f"{label} should return one float, got shape {np.shape(out)}")
-        _compare(name, label, float(out), expected)
+        p = np.asarray(p)
+        variants = [  # what common slips give (all different on the first example)
+            ("dead_fraction should be a fraction of the units, in [0, 1], not a count",
+             np.sum(np.all(p <= 0, axis=0))),
+            ("a pre-activation of exactly 0 counts as dead (ReLU gives 0 there): use <= 0",
+             np.mean(np.all(p < 0, axis=0))),
+            ("a unit is dead only if it is <= 0 for EVERY sample, not for some sample",
+             np.mean(np.any(p <= 0, axis=0))),
+            ("dead_fraction is a fraction of units (columns), not of entries", np.mean(p <= 0)),
+            ("reduce over the samples (axis 0): rows are samples, columns are units",
+             np.mean(np.all(p <= 0, axis=1))),
+            ("dead_fraction is the fraction of DEAD units, not of live ones", 1 - expected),
+        ]
+
+        def why(actual, want, ok):
+            return next((m for m, v in variants if np.isclose(actual, v)), None)
+
+        _compare(name, label, float(out), expected, hint=why)
 
     return [
-        lambda: run(np.array([[-1.0, 2.0, 0.0], [-3.0, -1.0, 0.0]]), 2 / 3),
+        # units 0, 2 and 4 are dead (<= 0 on both samples); 2 and 4 only through exact zeros
+        lambda: run(np.array([[-1.0, 2.0, 0.0, 1.0, 0.0], [-3.0, -1.0, 0.0, -2.0, -2.0]]), 0.6),
         lambda: run(-np.ones((4, 3)), 1.0),
         lambda: run(np.ones((4, 3)), 0.0),
     ]
