@@ -1,4 +1,4 @@
-"""Command line of the instructor tools: `python -m autograder release|grade`."""
+"""Command line of the instructor tools: `python -m autograder release|grade|book`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write nothing; exit 1 and name the stale files if course/ is out of date",
     )
 
+    book = sub.add_parser(
+        "book", help="build the self-study site (executed course as HTML) in build/site/",
+        description="Execute the solution notebooks (cached in build/book-cache/) and write the "
+                    "static self-study site: index.html and one page per notebook, solutions "
+                    "behind a reveal, hidden tests left out.",
+    )
+    book.add_argument("--out", default=None, metavar="DIR", help="site folder (default: build/site/)")
+
     grade = sub.add_parser(
         "grade", help="grade a folder or .zip of student submissions",
         description=GRADE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         from autograder import release
 
         return release.main(check=args.check)
+    if args.command == "book":
+        from autograder import book
+
+        return book.main(args.out)
     from autograder import grade
 
     return grade.main(args.submissions, out=args.out, workers=args.workers,
