@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autograder import reference
+from nonlinearity.checks import count_python_steps
 
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 ATOL = {np.dtype(np.float64): 1e-13, np.dtype(np.float32): 1e-6}
@@ -414,20 +414,10 @@ def _best_time(fn, args, kwargs, repeat):
 
 
 def _count_steps(fn, args, kwargs):
-    """Python 'line' and 'call' events while fn runs (a Python loop makes one per element)."""
-    count = 0
-
-    def tracer(frame, event, arg):
-        nonlocal count
-        count += 1
-        return tracer
-
-    previous = sys.gettrace()
-    sys.settrace(tracer)
-    try:
-        _, err, _ = _call(fn, args, kwargs)
-    finally:
-        sys.settrace(previous)
+    """Python steps while fn runs (see nonlinearity.checks.count_python_steps), and its error."""
+    outcome = []
+    count = count_python_steps(lambda: outcome.append(_call(fn, args, kwargs)))
+    _, err, _ = outcome[0]
     return count, err
 
 

@@ -71,8 +71,11 @@ def _call(name, fn, *args, **kwargs):
     return out
 
 
-def _python_steps(name, fn, x, kw=None):
-    """Python lines and calls executed while fn(x) runs (a Python loop adds some per element)."""
+def count_python_steps(run):
+    """Python 'line' and 'call' events while run() executes (a Python loop makes some per element).
+
+    Shared with the hidden checks (autograder.hidden), which count the same way.
+    """
     count = 0
 
     def tracer(frame, event, arg):
@@ -83,10 +86,15 @@ def _python_steps(name, fn, x, kw=None):
     previous = sys.gettrace()
     sys.settrace(tracer)
     try:
-        _call(name, fn, x, **(kw or {}))
+        run()
     finally:
         sys.settrace(previous)
     return count
+
+
+def _python_steps(name, fn, x, kw=None):
+    """Python lines and calls executed while fn(x) runs."""
+    return count_python_steps(lambda: _call(name, fn, x, **(kw or {})))
 
 
 def _check_vectorised(name, fn, small, large, what):
