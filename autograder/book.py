@@ -12,8 +12,10 @@ What the site shows and what it leaves out:
     without nbgrader's BEGIN/END SOLUTION marker lines;
   - widget views are dropped (every widget displays a static figure of its initial state
     first), and so is the notebook's widget state: no "Loading widget..." placeholders;
-  - no script is loaded from the network (nbconvert's CDN require.js, MathJax and widget
-    manager are left out), so the site works offline; formulas show as their TeX source;
+  - no script is loaded from the network (nbconvert's CDN require.js and widget manager are
+    left out), so the site works offline; formulas are typeset by MathJax 2, whose files
+    (from the jupyter_server_mathjax package, as the classic notebook served them) are copied
+    into site/mathjax/ and loaded by a relative URL, so the site works from file:// too;
   - every image gets alternative text: the figure's titles (recorded by the kernel when the
     figure is displayed), else the titles named in the cell's source, else the section heading.
 """
@@ -39,33 +41,49 @@ CACHE = BUILD / "book-cache"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "book_template"
 CELL_TIMEOUT_S = 900
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+MATHJAX_DIR = "mathjax"
+MATHJAX_URL = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 HIDDEN_TESTS = re.compile(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.S)
 SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 _TITLE_IN_SOURCE = re.compile(r"""(?:title|suptitle|set_title)\s*[=(]\s*f?(["'])(.+?)\1""")
 
-# Run in the kernel before the notebook: displayed matplotlib figures carry their titles as
-# the PNG's "alt" metadata (IPython formatters may return (data, metadata)).
+# Run in the kernel before the notebook: every PNG the notebook displays carries, as its
+# "image/png" metadata, the titles of the figure it shows ("alt") and the colours that figure
+# draws with ("colours", for the palette check in tests/test_book.py). Two ways a figure
+# becomes a PNG output, both covered: a matplotlib Figure displayed as such, and a Figure saved
+# into a bytes buffer and displayed as an IPython Image (the still picture every widget
+# explorer shows and redraws: nonlinearity.widgets, cnn.explore). For the second, the hook
+# remembers each PNG a Figure writes to a buffer (by its bytes) and describes the Image that
+# displays those bytes. (IPython formatters may return (data, metadata).)
 ALT_HOOK = """\
+import hashlib as _book_hashlib
+
 import matplotlib.pyplot as _book_plt
 from IPython import get_ipython as _book_ip
+from IPython.display import Image as _BookImage
 from matplotlib.figure import Figure as _BookFigure
 
 _book_ip().run_line_magic("matplotlib", "inline")
 _book_png = _book_ip().display_formatter.formatters["image/png"]
 _book_plain = _book_png.lookup_by_type(_BookFigure)
+_book_saved = {}  # sha1 of PNG bytes a Figure saved into a buffer -> that figure's description
 
 
-def _book_png_with_alt(fig):
+def _book_describe(fig):
     titles = [fig._suptitle.get_text()] if fig._suptitle is not None else []
     titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
-    data = _book_plain(fig)
-    if isinstance(data, tuple):
-        data = data[0]
     meta = {"colours": _book_colours(fig)}
     if titles:
         meta["alt"] = "Figure: " + "; ".join(titles)
-    return data, meta
+    return meta
+
+
+def _book_png_with_alt(fig):
+    data = _book_plain(fig)
+    if isinstance(data, tuple):
+        data = data[0]
+    return data, _book_describe(fig)
 
 
 def _book_colours(fig):
@@ -103,7 +121,31 @@ def _book_colours(fig):
     return sorted(found)
 
 
+_book_savefig = _BookFigure.savefig
+
+
+def _book_savefig_remembering(self, fname, *args, **kwargs):
+    result = _book_savefig(self, fname, *args, **kwargs)
+    if hasattr(fname, "getvalue"):
+        data = fname.getvalue()
+        if data.startswith(b"\\x89PNG"):
+            _book_saved[_book_hashlib.sha1(data).hexdigest()] = _book_describe(self)
+    return result
+
+
+def _book_image_png(image):
+    shown = image._repr_png_()
+    if shown is None:
+        return None
+    data, meta = shown if isinstance(shown, tuple) else (shown, {})
+    raw = image.data if isinstance(image.data, bytes) else b""
+    described = _book_saved.get(_book_hashlib.sha1(raw).hexdigest(), {})
+    return data, {**described, **meta}
+
+
+_BookFigure.savefig = _book_savefig_remembering
 _book_png.for_type(_BookFigure, _book_png_with_alt)
+_book_png.for_type(_BookImage, _book_image_png)
 """
 
 
@@ -193,10 +235,19 @@ def tidy_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def _copy_mathjax(site: Path) -> None:
+    """MathJax 2 (MathJax.js, its configs, extensions, fonts) into site/mathjax/."""
+    import jupyter_server_mathjax
+
+    static = Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
+    shutil.copytree(static, site / MATHJAX_DIR)
+
+
 def _exporter():
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", extra_template_paths=[str(TEMPLATE_DIR)])
+    exporter = HTMLExporter(template_name="lab", extra_template_paths=[str(TEMPLATE_DIR)],
+                            mathjax_url=MATHJAX_URL)
     exporter.template_file = "book.html.j2"
     exporter.register_preprocessor("nbconvert.preprocessors.ExtractOutputPreprocessor", enabled=True)
     return exporter
@@ -231,6 +282,7 @@ def build(site: Path = SITE, workers: int = 2) -> list[Path]:
     if site.exists():
         shutil.rmtree(site)
     site.mkdir(parents=True)
+    _copy_mathjax(site)
     exporter = _exporter()
     titles = [_title(nb, p.stem) for nb, p in zip(executed, paths, strict=True)]
     pages = [(p.stem + ".html", t) for p, t in zip(paths, titles, strict=True)]

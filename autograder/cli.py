@@ -5,35 +5,48 @@ from __future__ import annotations
 import argparse
 import os
 
+from autograder.sandbox import Limits
+
 GRADE_HELP = """\
 Grade a whole class. SUBMISSIONS is a folder with one sub-folder per student
 (SUBMISSIONS/<student_id>/NN_name.ipynb, any subset of the course notebooks) or a .zip
 archive with the same layout. Submissions are copied, never modified.
 
 Output in --out: grades.csv (student_id,notebook,score,max_score,status),
-exercises.csv (student_id,notebook,grade_id,points,max_points) and
+exercises.csv (student_id,notebook,grade_id,points,max_points), flags.csv
+(student_id,notebook,reason: code that reaches for the grading machinery) and
 feedback/<student_id>/<notebook>.html (scores, visible-test output and hidden-test
-messages; hidden-test source is stripped).
+messages; hidden-test source is stripped). The CSVs are written once, at the end.
 
 status is one of:
   ok       graded
   missing  the student did not submit this notebook (score 0)
-  invalid  the file is not JSON or not a Jupyter notebook (score 0)
+  invalid  not JSON, not a notebook of format 4, or larger than 20 MB (score 0)
   timeout  a cell ran past --timeout and was interrupted (that cell fails, the other
-           cells still count), or the notebook ran past its wall-clock budget of
-           60 s + --timeout per code cell and was stopped (score 0)
-  crashed  the kernel died (segfault, os._exit, memory exhausted) (score 0 for the
+           cells still count), or the notebook ran past --notebook-timeout (default
+           60 s + --timeout per code cell) and was stopped (score 0)
+  crashed  the kernel died: os._exit, a segfault, the CPU-time cap (score 0 for the
            notebook: nbgrader keeps nothing of a notebook whose kernel died)
+  memory   a cell hit the memory cap (MemoryError); the other cells still count
+  flagged  graded, but the student's code touches the grading machinery (see flags.csv);
+           the score counts only what the trusted checks passed
   error    nbgrader could not grade the notebook for another reason (score 0)
 
+Isolation: every kernel runs in a bubblewrap sandbox (Debian package `bubblewrap`): a
+read-only system, none of the repository (no solutions, reference or gradebook), no other
+student's files, a private scratch folder and /tmp, no network, and caps on memory, CPU
+time, processes and file size. Without bubblewrap, grade refuses to run unless you pass
+--unsafe-no-sandbox. The hidden tests only record the kernels' outputs in the sandbox; they
+are judged against the reference outside it, so monkeypatching, IPython hooks or lying
+objects gain nothing.
+
 Students are graded --workers at a time, each worker with its own temporary nbgrader
-course directory and gradebook (one `nbgrader autograde` per student; per notebook when
-that fails); scores equal a plain `nbgrader autograde`. Student code is NOT sandboxed
-yet (no limits on file access, network or memory beyond the time limits): grade only
-submissions you would run yourself. Progress goes to stderr, one line per notebook.
+course directory and gradebook; a progress bar goes to stderr. Finished students are kept
+in OUT/.state/: run the same command again after an interruption and it continues
+(--fresh regrades everyone).
 
 Exit status: 0 when grading ran (whatever the students' results), 2 for a usage error
-(missing folder, unreadable archive, no student folders)."""
+(missing folder, unreadable archive, no student folders, no sandbox)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,10 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder with one sub-folder per student, or a .zip of that")
     grade.add_argument("--out", default="grades", metavar="DIR",
                        help="output folder (default: grades/)")
-    grade.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
-                       help="students graded in parallel (default: min(4, CPU count))")
+    limits = Limits()
+    grade.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                       help="students graded in parallel (default: the number of CPU cores)")
     grade.add_argument("--timeout", type=int, default=120, metavar="SECONDS",
-                       help="per-cell execution timeout (default: 120)")
+                       help="wall-clock limit per cell (default: 120)")
+    grade.add_argument("--notebook-timeout", type=int, default=None, metavar="SECONDS",
+                       help="wall-clock limit per notebook (default: 60 + --timeout per code cell)")
+    grade.add_argument("--memory", type=int, default=limits.memory_mb, metavar="MB",
+                       help=f"memory (address space) per kernel (default: {limits.memory_mb})")
+    grade.add_argument("--cpu-time", type=int, default=limits.cpu_s, metavar="SECONDS",
+                       help=f"CPU time per kernel, i.e. per notebook (default: {limits.cpu_s})")
+    grade.add_argument("--processes", type=int, default=limits.processes, metavar="N",
+                       help=f"processes and threads per kernel (default: {limits.processes})")
+    grade.add_argument("--unsafe-no-sandbox", action="store_true",
+                       help="run student code without the sandbox, with your permissions")
+    grade.add_argument("--fresh", action="store_true",
+                       help="regrade every student, ignoring finished ones kept in OUT/.state/")
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -85,5 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return book.main(args.out)
     from autograder import grade
 
-    return grade.main(args.submissions, out=args.out, workers=args.workers,
-                      timeout=args.timeout)
+    options = grade.Options(
+        workers=args.workers, timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+        limits=Limits(memory_mb=args.memory, cpu_s=args.cpu_time, processes=args.processes),
+        unsafe=args.unsafe_no_sandbox, fresh=args.fresh, progress=not args.no_progress)
+    return grade.main(args.submissions, out=args.out, options=options)

@@ -48,10 +48,11 @@ def nbgrader_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def write_config(root: Path, *, timeout: int = 120) -> None:
+def write_config(root: Path, *, timeout: int = 120, sandboxed: bool = False) -> None:
     """Write an nbgrader_config.py that makes `root` a course directory like autograder/.
 
-    `timeout` is the per-cell execution timeout in seconds.
+    `timeout` is the per-cell execution timeout in seconds; `sandboxed` runs autograde's
+    kernels through autograder.sandbox (settings in its environment variable, per run).
     """
     lines = [
         "c = get_config()  # noqa: F821",
@@ -62,6 +63,12 @@ def write_config(root: Path, *, timeout: int = 120) -> None:
         "c.Application.log_level = 'WARN'",
         f"c.Execute.timeout = {int(timeout)}",
     ]
+    if sandboxed:
+        lines += [
+            "from autograder.sandbox import autograde_preprocessors",
+            "c.Autograde.autograde_preprocessors = autograde_preprocessors()",
+            f"c.SandboxedExecute.timeout = {int(timeout)}",
+        ]
     (root / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
 
 
