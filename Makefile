@@ -41,6 +41,8 @@ book: setup
 	$(BIN)/python -m autograder book
 
 # Runs every solution notebook and prints per-notebook times, the total and the CNN table.
-# `make bench FULL=1` runs the full-size experiments instead of the laptop-sized defaults.
+# `make bench FULL=1` runs the full-size experiments instead of the laptop-sized defaults, and
+# grades a class of 60 students instead of 6 (against plain serial nbgrader autograde).
 bench: setup
 	$(BIN)/python benchmarks/bench.py $(if $(FULL),--full)
+	$(BIN)/python benchmarks/bench_grading.py --students $(if $(FULL),60,6)

@@ -124,6 +124,15 @@ def _student_dirs(root: Path) -> list[Path]:
                   if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
 
 
+def notebook_folder(student: Path) -> Path:
+    """Where a student's notebooks are: their folder, or <student>/activations/ in nbgrader's
+    own layout (`autograder/submitted/`, e.g. after `nbgrader zip_collect`)."""
+    nested = student / ASSIGNMENT
+    if nested.is_dir() and not any(student.glob("*.ipynb")):
+        return nested
+    return student
+
+
 def open_submissions(path: str, scratch: Path) -> Path:
     """The folder holding one sub-folder per student (extracting a .zip into `scratch`)."""
     src = Path(path)
@@ -182,11 +191,24 @@ def _kill_job(token: str) -> None:
             continue
 
 
+class Interrupted(Exception):
+    """The instructor pressed Ctrl-C: running jobs were killed, nothing half-graded is kept."""
+
+
+_STOP = threading.Event()  # set on Ctrl-C: no new jobs start
+_RUNNING: set[str] = set()  # tokens of the jobs running now
+_RUNNING_LOCK = threading.Lock()
+
+
 def _run_job(args: list[str], cwd: Path, budget: float,
              extra_env=lambda token: {}) -> tuple[int | None, str]:
     """Run nbgrader ARGS; (return code or None on timeout, output)."""
+    if _STOP.is_set():
+        raise Interrupted
     token = uuid.uuid4().hex
     env = nbgrader_env({_TOKEN_VAR: token, **extra_env(token)})
+    with _RUNNING_LOCK:
+        _RUNNING.add(token)
     proc = subprocess.Popen(
         [sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -199,6 +221,18 @@ def _run_job(args: list[str], cwd: Path, budget: float,
         out, _ = proc.communicate()
         return None, out
     finally:
+        _kill_job(token)
+        with _RUNNING_LOCK:
+            _RUNNING.discard(token)
+        if _STOP.is_set():
+            raise Interrupted
+
+
+def _stop_all() -> None:
+    _STOP.set()
+    with _RUNNING_LOCK:
+        tokens = list(_RUNNING)
+    for token in tokens:
         _kill_job(token)
 
 
@@ -279,7 +313,7 @@ class Worker:
         submitted.mkdir(parents=True)
         results = {}
         for nb in self.course.notebooks:
-            path = student / f"{nb}.ipynb"
+            path = notebook_folder(student) / f"{nb}.ipynb"
             if not path.is_file():
                 results[nb] = Result(sid, nb, "missing")
             elif not read_notebook(path):
@@ -480,7 +514,7 @@ class State:
         self.course = course
 
     def key(self, student: Path) -> str:
-        files = [student / f"{nb}.ipynb" for nb in self.course.notebooks]
+        files = [notebook_folder(student) / f"{nb}.ipynb" for nb in self.course.notebooks]
         present = [p for p in files if p.is_file()]
         return _digest(present, self.fingerprint + "|" + ",".join(p.name for p in present))
 
@@ -526,6 +560,7 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
           solutions: Path = SOLUTIONS) -> list[Result]:
     """Grade every student in SUBMISSIONS; write the CSVs and feedback into `out`."""
     options = options or Options()
+    _STOP.clear()
     numbers = {"--workers": options.workers, "--timeout": options.timeout,
                "--notebook-timeout": options.notebook_timeout or 1,
                "--memory": options.limits.memory_mb, "--cpu-time": options.limits.cpu_s,
@@ -568,7 +603,8 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                    disable=not options.progress, desc="grading", dynamic_ncols=True)
         bar.update(len(done) * len(course.notebooks))
         if done:
-            bar.write(f"{len(done)} student(s) already graded in {out} (kept; --fresh regrades)")
+            bar.write(f"{len(done)} student(s) already graded in {out} (kept; --fresh regrades)",
+                      file=sys.stderr)
         lock = threading.Lock()
 
         if todo:
@@ -585,19 +621,27 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                 try:
                     results = worker.grade_student(student)
                     worker.write_feedback(results, out_dir)
-                    state.save(student, results)
+                    state.save(student, results)  # only now is the student finished
                 finally:
                     idle.put(worker)
                 with lock:
                     done[student.name] = results
                     for r in results:
                         if r.status not in ("ok", "missing"):
-                            bar.write(f"{r.student}/{r.notebook}: {r.status}")
+                            bar.write(f"{r.student}/{r.notebook}: {r.status}", file=sys.stderr)
                     bar.update(len(results))
 
-            with ThreadPoolExecutor(max_workers=n) as executor:
-                for future in [executor.submit(grade_one, s) for s in todo]:
+            executor = ThreadPoolExecutor(max_workers=n)
+            futures = [executor.submit(grade_one, s) for s in todo]
+            try:
+                for future in futures:
                     future.result()
+            except (KeyboardInterrupt, Interrupted):
+                _stop_all()
+                executor.shutdown(wait=True, cancel_futures=True)
+                bar.close()
+                raise Interrupted(f"{len(done)} of {len(students)} students finished") from None
+            executor.shutdown()
         bar.close()
         results = [r for s in students for r in done[s.name]]
         write_csvs(out_dir, results, course.max_points)
@@ -611,6 +655,10 @@ def main(submissions: str, out: str = "grades", options: Options | None = None) 
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (Interrupted, KeyboardInterrupt) as err:
+        print(f"interrupted: {err or 'before grading started'}; no CSV written. Run the same "
+              f"command again to continue where it stopped.", file=sys.stderr)
+        return 130
     except NbgraderError as err:  # the course itself is broken, not the submissions
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -20,14 +20,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import COURSE, SOLUTION_NOTEBOOKS
+from conftest import COURSE, REPO, SOLUTION_NOTEBOOKS
 from nbgrader.api import Gradebook
 
 from autograder.coursedir import ASSIGNMENT, make_course_dir, run_nbgrader
@@ -233,7 +235,10 @@ def test_submissions_are_not_modified(graded):
 
 
 def test_progress_on_stderr(graded):
-    assert graded["stderr"].count(": ok") >= len(NOTEBOOKS)
+    """A progress bar that reaches every notebook, and a line for each notebook in trouble."""
+    total = len(students(graded)) * len(NOTEBOOKS)
+    assert f"{total}/{total}" in graded["stderr"]
+    assert f"partial/{NOTEBOOKS[0]}: invalid" in graded["stderr"]
 
 
 def test_plain_nbgrader_gives_the_same_cell_scores(graded, tmp_path):
@@ -270,6 +275,58 @@ def test_zip_archive(tmp_path):
             if r["student_id"] == "zoe"}
     assert rows.pop(NOTEBOOKS[0]) == "invalid"
     assert set(NOTEBOOKS[1:]) <= set(rows) and set(rows.values()) == {"missing"}
+
+
+def test_regrading_an_unchanged_class_keeps_the_csvs(graded):
+    """Running the same command again reuses the finished students: same bytes, in seconds."""
+    before = {name: (graded["out"] / name).read_bytes() for name in ("grades.csv", "exercises.csv")}
+    proc = run_grade(str(graded["subs"]), "--out", str(graded["out"]), "--workers", "2",
+                     "--timeout", "300")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already graded" in proc.stderr
+    assert {name: (graded["out"] / name).read_bytes() for name in before} == before
+
+
+def test_an_interrupted_run_leaves_no_csv_and_resumes(tmp_path):
+    """Ctrl-C after the first student: no CSV is half-written, and the same command then
+    finishes with exactly the CSVs of an uninterrupted run."""
+    subs = tmp_path / "subs"
+    for student in ("amy", "bob", "cat"):
+        (subs / student).mkdir(parents=True)
+        for path in SOLUTION_NOTEBOOKS[:2]:
+            (subs / student / path.name).write_bytes(path.read_bytes())
+    args = ["--workers", "1", "--timeout", "300", "--no-progress"]
+    whole = run_grade(str(subs), "--out", str(tmp_path / "whole"), *args)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(subs), "--out",
+                             str(out), *args], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not list((out / ".state").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Run the same command again" in err, err[-2000:]
+    assert list((out / ".state").glob("*.json")), "no student finished within 10 minutes"
+    assert not (out / "grades.csv").exists() and not (out / "exercises.csv").exists()
+
+    resumed = run_grade(str(subs), "--out", str(out), *args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "already graded" in resumed.stderr
+    for name in ("grades.csv", "exercises.csv", "flags.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_nbgrader_submitted_layout(tmp_path):
+    """<student>/activations/NN.ipynb, as `nbgrader zip_collect` leaves it, is read too."""
+    nested = tmp_path / "submitted" / "zoe" / ASSIGNMENT
+    nested.mkdir(parents=True)
+    (nested / f"{NOTEBOOKS[0]}.ipynb").write_text("not a notebook")
+    proc = run_grade(str(tmp_path / "submitted"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["notebook"]: r["status"] for r in read_csv(tmp_path / "out/grades.csv")}
+    assert rows[NOTEBOOKS[0]] == "invalid" and rows[NOTEBOOKS[-1]] == "missing"
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "bad_zip"])

@@ -1,0 +1,176 @@
+"""`make bench`, second half: grading throughput, ours against plain serial `nbgrader autograde`.
+
+    python benchmarks/bench_grading.py [--students N] [--workers N] [--json PATH]
+
+Generates one class from the solution notebooks: students cycle through
+  correct   every solution notebook as written
+  wrong     every notebook with its last kernel broken (wrong values, still runs)
+  broken    notebook 1 not JSON, notebook 2 with a syntax error in its first solution cell,
+            the rest missing
+and grades it twice on this machine: plain `nbgrader autograde` (one process, serial, the way
+nbgrader runs out of the box, unsandboxed) and `python -m autograder grade --workers N`
+(sandboxed, trusted judging). Prints wall seconds, seconds per graded notebook, the throughput
+ratio, and whether every (student, notebook, cell) score agrees between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autograder.coursedir import ASSIGNMENT, make_course_dir, nbgrader_env, solution_notebooks  # noqa: E402
+
+KINDS = ("correct", "wrong", "broken")
+BREAK = '''
+
+_correct_{k} = {k}
+
+
+def {k}(*args, **kwargs):
+    out = _correct_{k}(*args, **kwargs)
+    if isinstance(out, tuple):
+        return tuple(np.asarray(o) + 1 for o in out)
+    return np.asarray(out) + 1
+'''
+
+
+def _solution_cells(nb):
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+            and c.cell_type == "code"]
+
+
+def _last_kernel(nb) -> str | None:
+    """The kernel of the last grade cell whose solution defines it (test_<kernel>)."""
+    for cell in reversed(nb.cells):
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        kernel = gid.removeprefix("test_")
+        if cell.metadata.get("nbgrader", {}).get("grade") and any(
+                f"def {kernel}(" in c.source for c in _solution_cells(nb)):
+            return kernel
+    return None
+
+
+def make_class(root: Path, students: int) -> dict[str, str]:
+    """Write `students` student folders into root; student -> kind."""
+    sources = solution_notebooks()
+    kinds = {}
+    for i in range(students):
+        kind = KINDS[i % len(KINDS)]
+        sid = f"s{i:03d}_{kind}"
+        kinds[sid] = kind
+        folder = root / sid
+        folder.mkdir(parents=True)
+        for j, path in enumerate(sources):
+            nb = nbformat.read(path, as_version=4)
+            if kind == "wrong":
+                kernel = _last_kernel(nb)
+                if kernel:
+                    cell = next(c for c in _solution_cells(nb) if f"def {kernel}(" in c.source)
+                    cell.source += BREAK.format(k=kernel)
+            elif kind == "broken":
+                if j == 0:
+                    (folder / path.name).write_text("{ not a notebook")
+                    continue
+                if j > 1:
+                    continue
+                _solution_cells(nb)[0].source += "\n\ndef oops(:\n    pass\n"
+            nbformat.write(nb, folder / path.name)
+    return kinds
+
+
+def plain_nbgrader(class_dir: Path, work: Path, timeout: int) -> tuple[float, dict]:
+    """Serial `nbgrader autograde` of the whole class; (seconds, {(sid, nb, cell): score})."""
+    course = work / "plain"
+    make_course_dir(course, timeout=timeout)
+    for student in sorted(class_dir.iterdir()):
+        dest = course / "submitted" / student.name / ASSIGNMENT
+        shutil.copytree(student, dest)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
+                   cwd=course, env=nbgrader_env(), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    scores = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
+        for student in sorted(class_dir.iterdir()):
+            for path in solution_notebooks():
+                if not (course / "autograded" / student.name / ASSIGNMENT / path.name).is_file():
+                    continue
+                try:
+                    sub = gb.find_submission_notebook(path.stem, ASSIGNMENT, student.name)
+                except Exception:  # noqa: BLE001 - not graded
+                    continue
+                for g in sub.grades:
+                    scores[(student.name, path.stem, g.name)] = float(g.score or 0)
+    return seconds, scores
+
+
+def ours(class_dir: Path, work: Path, workers: int, timeout: int) -> tuple[float, dict, dict]:
+    out = work / "ours"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(class_dir), "--out",
+                           str(out), "--workers", str(workers), "--timeout", str(timeout),
+                           "--fresh", "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"grading failed: {proc.stderr.strip().splitlines()[-1:]}")
+    with open(out / "exercises.csv") as f:
+        scores = {(r["student_id"], r["notebook"], r["grade_id"]): float(r["points"])
+                  for r in csv.DictReader(f)}
+    with open(out / "grades.csv") as f:
+        statuses = {(r["student_id"], r["notebook"]): r["status"] for r in csv.DictReader(f)}
+    return seconds, scores, statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp_name:
+        work = Path(tmp_name)
+        kinds = make_class(work / "class", args.students)
+        notebooks = len(solution_notebooks())
+        print(f"class: {args.students} students x {notebooks} notebooks "
+              f"({', '.join(f'{sum(k == kind for k in kinds.values())} {kind}' for kind in KINDS)})",
+              flush=True)
+        plain_s, plain_scores = plain_nbgrader(work / "class", work, args.timeout)
+        print(f"plain nbgrader autograde (serial, unsandboxed): {plain_s:7.1f} s", flush=True)
+        our_s, our_scores, statuses = ours(work / "class", work, args.workers, args.timeout)
+        print(f"python -m autograder grade --workers {args.workers} (sandboxed): {our_s:7.1f} s")
+
+    graded = sum(1 for s in statuses.values() if s not in ("missing",))
+    # Compare on what both graded: plain nbgrader skips nothing it could read.
+    shared = sorted(set(plain_scores) & set(our_scores))
+    differ = [k for k in shared if plain_scores[k] != our_scores[k]]
+    ratio = plain_s / our_s if our_s else float("nan")
+    print(f"notebooks submitted: {graded}; per notebook: plain {plain_s / graded:.2f} s, "
+          f"ours {our_s / graded:.2f} s; throughput ratio (ours / plain) {ratio:.2f}x")
+    print(f"cell scores compared: {len(shared)}; different: {len(differ)}"
+          + (f" (first: {differ[0]})" if differ else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "students": args.students, "workers": args.workers, "plain_s": plain_s,
+            "ours_s": our_s, "ratio": ratio, "notebooks": graded, "cells_compared": len(shared),
+            "cells_different": [list(k) for k in differ]}, indent=1))
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The trusted side of grading: records that cross the sandbox, and the tampering flags.
+
+What an instructor relies on: a correct kernel's records pass and a wrong one's fail when
+judged outside the kernel; records that are missing, forged into pickles, oversized or renamed
+give no points; the course's own solutions and the catalogue's correct implementations are
+never flagged, and each kind of tampering is.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import numpy as np
+import pytest
+from catalogue import C
+from conftest import SOLUTION_NOTEBOOKS
+
+from autograder import flags, hidden, reference, trusted
+
+
+def record(folder, name, fn):
+    recs, speed = hidden.run(fn, hidden.battery(name))
+    hidden.save_records(folder, name, recs, speed)
+
+
+def test_records_round_trip_and_are_judged_outside(tmp_path):
+    record(tmp_path, "sigmoid", reference.sigmoid)
+    assert trusted.judge_kernel(tmp_path, "sigmoid") is None
+    record(tmp_path, "sigmoid", lambda x: 1 / (1 + np.exp(-np.asarray(x, dtype=float))))
+    message = trusted.judge_kernel(tmp_path, "sigmoid")
+    assert message and "sigmoid" in message
+
+
+def test_grade_kernel_only_records_when_told_to(tmp_path, monkeypatch):
+    monkeypatch.setenv(hidden.RECORDS_ENV, str(tmp_path))
+    hidden.grade_kernel("relu", lambda x: x)  # wrong, but nothing is judged in the kernel
+    assert (tmp_path / "relu.json").is_file() and (tmp_path / "relu.npz").is_file()
+    assert "relu" in trusted.judge_kernel(tmp_path, "relu")
+
+
+def test_missing_records_score_nothing(tmp_path):
+    assert "did not run to the end" in trusted.judge_kernel(tmp_path, "relu")
+
+
+def test_pickled_records_are_refused(tmp_path):
+    record(tmp_path, "relu", reference.relu)
+    np.savez(tmp_path / "relu.npz", v0=np.array([object()], dtype=object), allow_pickle=True)
+    assert "unreadable records" in trusted.judge_kernel(tmp_path, "relu")
+
+
+def test_records_under_another_name_are_refused(tmp_path):
+    record(tmp_path, "relu", reference.relu)
+    (tmp_path / "relu_grad.json").write_text((tmp_path / "relu.json").read_text())
+    (tmp_path / "relu_grad.npz").write_bytes((tmp_path / "relu.npz").read_bytes())
+    assert "saved as" in trusted.judge_kernel(tmp_path, "relu_grad")
+
+
+def test_malformed_and_oversized_records_are_refused(tmp_path, monkeypatch):
+    record(tmp_path, "relu", reference.relu)
+    meta = json.loads((tmp_path / "relu.json").read_text())
+    meta["records"][0]["error"] = 42
+    (tmp_path / "relu.json").write_text(json.dumps(meta))
+    assert "malformed" in trusted.judge_kernel(tmp_path, "relu")
+    record(tmp_path, "relu", reference.relu)
+    monkeypatch.setattr(hidden, "MAX_RECORD_BYTES", 100)
+    assert "too large" in trusted.judge_kernel(tmp_path, "relu")
+
+
+def test_lying_objects_are_recorded_as_what_they_are(tmp_path):
+    class Liar:
+        def __eq__(self, other):
+            return True
+
+        __hash__ = object.__hash__
+
+    class Sly(np.ndarray):
+        def __eq__(self, other):
+            return np.ones(np.shape(other), dtype=bool)
+
+    record(tmp_path, "relu", lambda x: Liar())
+    assert trusted.judge_kernel(tmp_path, "relu")
+    record(tmp_path, "relu", lambda x: np.zeros(np.shape(x)).view(Sly))
+    assert trusted.judge_kernel(tmp_path, "relu")
+
+
+def test_hidden_kernels_map_grade_cells_to_kernels():
+    relu = [p for p in SOLUTION_NOTEBOOKS if p.stem == "02_relu"]
+    if not relu:
+        pytest.skip("no 02_relu solution notebook")
+    assert trusted.hidden_kernels(relu[0]) == {
+        "test_relu": ["relu"], "test_relu_grad": ["relu_grad"],
+        "test_leaky_relu": ["leaky_relu"], "test_leaky_relu_grad": ["leaky_relu_grad"]}
+
+
+# ---------------------------------------------------------------- flags
+
+
+def _notebook_with(tmp_path, code: str):
+    cell = nbformat.v4.new_code_cell(code)
+    cell.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False,
+                                 "grade_id": "relu_impl", "schema_version": 3}
+    setup = nbformat.v4.new_code_cell("import numpy as np\nimport sys")
+    setup.metadata["nbgrader"] = {"locked": True, "grade": False, "solution": False,
+                                  "grade_id": "setup", "schema_version": 3}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[setup, cell]), path)
+    return path
+
+
+@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_solutions_are_not_flagged(path):
+    assert flags.scan(path) == []
+
+
+def test_correct_catalogue_entries_are_not_flagged(tmp_path):
+    for entry in (e for e in C if e.kind == "correct"):
+        assert flags.scan(_notebook_with(tmp_path, entry.source)) == [], entry.id
+
+
+TAMPERING = {
+    "np.allclose = lambda *a, **k: True": "replaces np.allclose",
+    "np.testing.assert_allclose = print": "replaces np.testing.assert_allclose",
+    "setattr(np, 'array_equal', lambda *a: True)": "setattr on an imported module",
+    "get_ipython().set_custom_exc((Exception,), lambda *a, **k: None)": "exception handler",
+    "ip = get_ipython()\nip.showtraceback = lambda *a, **k: None": "error display",
+    "get_ipython().events.register('post_run_cell', print)": "event callback",
+    "import sys\nsys.modules['autograder.hidden'].grade_kernel = print": "sys.modules",
+    "from autograder.reference import relu": "imports the grader",
+    "import nonlinearity.checks\nnonlinearity.checks.check_kernel = print": "checking code",
+    "class A:\n    def __eq__(self, o):\n        return True": "defines __eq__",
+    "class B(np.ndarray):\n    pass": "subclasses numpy.ndarray",
+    "import os\nos._exit(0)": "exits the kernel",
+    "def relu(x):\n    sys.exit(0)": "exits the kernel",
+    "def relu(x):\n    raise SystemExit": "raises SystemExit",
+    "open('../../gradebook.db', 'wb')": "names grader files",
+    "exec('np.allclose = print')": "runs code built at run time",
+    "import ctypes": "ctypes",
+}
+
+
+@pytest.mark.parametrize("code", list(TAMPERING), ids=range(len(TAMPERING)))
+def test_tampering_is_flagged(tmp_path, code):
+    found = flags.scan(_notebook_with(tmp_path, code))
+    assert any(TAMPERING[code] in reason for reason in found), found
+    assert all(reason.startswith("cell 2: ") for reason in found)
