@@ -106,14 +106,18 @@ SAFE_COLOUR_MAPS = {"course_two_class", "cividis", "viridis", "PuOr", "gray", "G
 @pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=nb_ids(SOLUTION_NOTEBOOKS))
 def test_figures_use_the_colour_blind_safe_palette(site, path):
     """Every colour a displayed figure draws with (recorded by the kernel, see book.ALT_HOOK)
-    is an Okabe–Ito colour or a grey, and every colour map is colour-blind safe. The static
-    images that widgets display first are not matplotlib figures and are not covered here."""
+    is an Okabe–Ito colour or a grey, and every colour map is colour-blind safe. The still
+    images widgets display are covered too (book.ALT_HOOK attaches their figure's colours);
+    a PNG without recorded colours fails rather than passing unchecked."""
     from nonlinearity.plots import OKABE_ITO
 
     palette = {c.lower() for c in OKABE_ITO.values()}
     executed = book.execute(path)
     for i, cell in enumerate(executed.cells):
         for out in cell.get("outputs", []):
+            if "image/png" in out.get("data", {}):
+                assert "colours" in out.get("metadata", {}).get("image/png", {}), \
+                    f"{path.stem}, cell {i}: an image whose colours were not recorded"
             for colour in out.get("metadata", {}).get("image/png", {}).get("colours", []):
                 where = f"{path.stem}, cell {i}"
                 if colour.startswith("cmap:"):
