@@ -32,6 +32,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 
@@ -261,6 +262,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.transport = "ipc"
             self.connection_file = str(self._scratch / "kernel.json")
             self.ip = str(self._scratch / "kernel-ipc")
+            # A SIGINT would reach bwrap, not the kernel inside it (and kill the sandbox): ask
+            # the kernel to interrupt itself over the control channel instead.
+            self.kernel_spec.interrupt_mode = "message"
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
@@ -309,9 +313,9 @@ class SandboxedExecute(Execute):
         self._output_bytes[cell_index] = used + size
         if used + size > cap:
             if used <= cap:
-                note = {"msg_type": "stream", "parent_header": msg["parent_header"],
-                        "content": {"name": "stdout", "text": "\n" + OUTPUT_NOTE.format(kb=cap // 1024)
-                                    + "\n"}}
-                return super().output(outs, note, None, cell_index)
+                note = nbformat.v4.new_output(
+                    "stream", name="stdout", text=f"\n{OUTPUT_NOTE.format(kb=cap // 1024)}\n")
+                outs.append(note)
+                return note
             return None
         return super().output(outs, msg, display_id, cell_index)

@@ -742,18 +742,20 @@ CASES: list[Case] = [
     _relu_case("memory_list", "a list comprehension over 10**11 integers in the relu cell",
                _p(before=MEMORY_LIST), ("memory",), sandbox_only=True),
     _relu_case("fork_bomb", "`while True: os.fork()` in the relu solution cell",
-               _p(before=FORK_BOMB), ("crashed", "timeout"), full=(), with_linear=True,
+               _p(before=FORK_BOMB), ("ok", "crashed", "timeout"), full=(), with_linear=True,
                sandbox_only=True,
-               note="crashed (process cap) proposed; a wedged kernel that runs out the clock "
-                    "is timeout"),
+               note="sandboxed: fork fails at the process cap, the cell fails (ok), the clones "
+                    "die with the sandbox; a wedged kernel would be timeout or crashed"),
     _relu_case("flood_once", "`print('x' * 10**8)` after a correct relu", _p(after=FLOOD_ONCE),
                ("ok",), zero=(),
                note="today: ok 8/8, but the autograded notebook and the feedback page are 100 MB; "
                     "the new grader cuts the output per cell"),
     _relu_case("flood_forever", "a loop printing forever in the relu solution cell",
-               _p(before=FLOOD_FOREVER), ("timeout",),
+               _p(before=FLOOD_FOREVER), ("timeout", "memory"),
                note="today: timeout 6/8 with --timeout 20, but error 0/8 with --timeout 30 (the "
-                    "output piles up in nbclient); proposed timeout, the later cells count"),
+                    "output piles up in nbclient); sandboxed: the grader keeps 1 MB per cell, "
+                    "the kernel's own buffer hits the memory cap (memory) or the clock runs out "
+                    "(timeout); the later cells count"),
     _relu_case("syntax_error", "a SyntaxError in the relu solution cell", _p(SYNTAX_ERROR),
                ("ok",), note="today: ok 6/8"),
     Case("not_json", "02_relu.ipynb is not JSON", _notebooks(**{RELU: "this is not JSON {"}),
@@ -797,13 +799,19 @@ CASES: list[Case] = [
                note="today: ok 6/8 (the hidden check still fails it)"),
     _relu_case("hidden_patched_import", "wrong relu; autograder.hidden.grade_kernel replaced",
                _p(WRONG_RELU, before=HIDDEN_PATCHED_IMPORT), ("flagged",),
-               note="today: ok 8/8: THE TRICK WORKS"),
+               full=(),
+               note="today: ok 8/8: THE TRICK WORKS. Sandboxed: the fake check records "
+                    "nothing, so this and every later hidden check score 0"),
     _relu_case("hidden_patched_sys_modules", "wrong relu; a fake autograder.hidden in sys.modules",
                _p(WRONG_RELU, before=HIDDEN_PATCHED_SYS_MODULES), ("flagged",),
-               note="today: ok 8/8: THE TRICK WORKS"),
+               full=(),
+               note="today: ok 8/8: THE TRICK WORKS. Sandboxed: the fake check records "
+                    "nothing, so this and every later hidden check score 0"),
     _relu_case("import_hooked", "wrong relu; builtins.__import__ fakes autograder.*",
                _p(WRONG_RELU, before=IMPORT_HOOKED), ("flagged",),
-               note="today: ok 8/8: THE TRICK WORKS"),
+               full=(),
+               note="today: ok 8/8: THE TRICK WORKS. Sandboxed: the fake check records "
+                    "nothing, so this and every later hidden check score 0"),
     Case("shadow_modules", "wrong relu; autograder/ and nonlinearity/ packages with no-op checks "
          "beside the notebook", _shadow_modules,
          {RELU: expect("flagged", "ok", zero=RELU_ZERO)},

@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from conftest import COURSE, REPO, SOLUTION_NOTEBOOKS
 from nbgrader.api import Gradebook
@@ -228,6 +229,40 @@ def test_feedback_shows_messages_but_never_hidden_tests(graded):
         assert not [s for s in secrets if s in text], page
     wrong = page_text((graded["out"] / "feedback/one_wrong" / f"{NOTEBOOKS[-1]}.html").read_text())
     assert "Error" in wrong  # the failing check's message reaches the student
+
+
+def test_feedback_shows_the_message_judged_outside_the_sandbox(graded):
+    """one_wrong's relu_grad gives 1 for x < 0: the hidden check's message, reached by the
+    trusted judge outside the kernel, is on the student's page."""
+    if ("one_wrong", "02_relu") not in graded["grades"]:
+        pytest.skip("no 02_relu notebook")
+    from autograder import hidden, reference
+    from autograder.judge import judge
+
+    def broken(x):
+        out = reference.relu_grad(x)
+        return np.where(np.asarray(x) < 0, out.dtype.type(1), out)
+
+    bat = hidden.battery("relu_grad")
+    message = judge("relu_grad", bat, *hidden.run(broken, bat))
+    assert message
+    page = page_text((graded["out"] / "feedback/one_wrong/02_relu.html").read_text())
+    assert message in " ".join(page.split()), message
+
+
+def test_unsafe_mode_grades_the_same(graded, tmp_path):
+    """--unsafe-no-sandbox (for machines without bubblewrap) still judges outside the kernel."""
+    if ("one_wrong", "02_relu") not in graded["grades"]:
+        pytest.skip("no 02_relu notebook")
+    subs = tmp_path / "subs" / "one_wrong"
+    subs.mkdir(parents=True)
+    (subs / "02_relu.ipynb").write_bytes((graded["subs"] / "one_wrong/02_relu.ipynb").read_bytes())
+    proc = run_grade(str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--unsafe-no-sandbox")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = {r["grade_id"]: r["points"] for r in read_csv(tmp_path / "out/exercises.csv")
+             if r["notebook"] == "02_relu"}
+    assert cells == {gid: r["points"] for (s, nb, gid), r in graded["cells"].items()
+                     if (s, nb) == ("one_wrong", "02_relu")}
 
 
 def test_submissions_are_not_modified(graded):
