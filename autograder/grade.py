@@ -385,12 +385,15 @@ class Worker:
                                 f"{self.root / 'nbgrader_config.py'} did not take effect")
         verdicts = trusted.judge_cells(records, self.course.kernels[nb])
         failed = {gid: msg for gid, msg in verdicts.items() if msg}
+        # The student needs the judge's message where the kernel's own run looked fine; a cell
+        # whose visible check already failed keeps that message alone (its hidden checks never ran).
+        news = {gid: msg for gid, msg in failed.items() if result.points.get(gid, 0) > 0}
         for gid in failed:
             result.points[gid] = 0.0
-        if not failed:
+        if not news:
             return
         with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
-            for gid in failed:
+            for gid in news:
                 try:
                     gb.find_grade(gid, nb, ASSIGNMENT, sid).auto_score = 0.0
                 except MissingEntry:
@@ -399,10 +402,10 @@ class Worker:
         notebook = nbformat.read(graded, as_version=4)
         for cell in notebook.cells:
             gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if gid in failed:
+            if gid in news:
                 cell.outputs.append(nbformat.v4.new_output(
-                    "error", ename="AssertionError", evalue=failed[gid],
-                    traceback=[f"AssertionError: {failed[gid]}"]))
+                    "error", ename="AssertionError", evalue=news[gid],
+                    traceback=[f"AssertionError: {news[gid]}"]))
         nbformat.write(notebook, graded)
 
     # -- feedback

@@ -206,6 +206,7 @@ def wrap_command(kernel_cmd: list[str], cfg: dict, scratch: Path) -> list[str]:
         "PYDEVD_DISABLE_FILE_VALIDATION": "1", "MALLOC_ARENA_MAX": "2",
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
         RECORDS_ENV: str(scratch / "records"), "AUTOGRADER_JOB": cfg["token"],
+        "NONLINEARITY_GRADING": "1",  # the ungraded experiments run at a token size
     }
     if cfg["unsafe"]:
         return kernel_cmd  # env and cwd are applied by the kernel manager
@@ -226,7 +227,7 @@ def kernel_env(cfg: dict, scratch: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop(SANDBOX_ENV, None)
     env.update({RECORDS_ENV: str(scratch / "records"), "MPLBACKEND": "Agg",
-                "OMP_NUM_THREADS": str(cfg["threads"])})
+                "OMP_NUM_THREADS": str(cfg["threads"]), "NONLINEARITY_GRADING": "1"})
     return env
 
 

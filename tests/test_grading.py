@@ -28,7 +28,6 @@ import zipfile
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pytest
 from conftest import COURSE, REPO, SOLUTION_NOTEBOOKS
 from nbgrader.api import Gradebook
@@ -231,25 +230,6 @@ def test_feedback_shows_messages_but_never_hidden_tests(graded):
     assert "Error" in wrong  # the failing check's message reaches the student
 
 
-def test_feedback_shows_the_message_judged_outside_the_sandbox(graded):
-    """one_wrong's relu_grad gives 1 for x < 0: the hidden check's message, reached by the
-    trusted judge outside the kernel, is on the student's page."""
-    if ("one_wrong", "02_relu") not in graded["grades"]:
-        pytest.skip("no 02_relu notebook")
-    from autograder import hidden, reference
-    from autograder.judge import judge
-
-    def broken(x):
-        out = reference.relu_grad(x)
-        return np.where(np.asarray(x) < 0, out.dtype.type(1), out)
-
-    bat = hidden.battery("relu_grad")
-    message = judge("relu_grad", bat, *hidden.run(broken, bat))
-    assert message
-    page = page_text((graded["out"] / "feedback/one_wrong/02_relu.html").read_text())
-    assert message in " ".join(page.split()), message
-
-
 def test_unsafe_mode_grades_the_same(graded, tmp_path):
     """--unsafe-no-sandbox (for machines without bubblewrap) still judges outside the kernel."""
     if ("one_wrong", "02_relu") not in graded["grades"]:
@@ -324,14 +304,15 @@ def test_regrading_an_unchanged_class_keeps_the_csvs(graded):
 
 def test_an_interrupted_run_leaves_no_csv_and_resumes(tmp_path):
     """Ctrl-C after the first student: no CSV is half-written, and the same command then
-    finishes with exactly the CSVs of an uninterrupted run."""
+    finishes with exactly the CSVs of an uninterrupted run (which used two workers: parallel
+    and serial grading agree)."""
     subs = tmp_path / "subs"
     for student in ("amy", "bob", "cat"):
         (subs / student).mkdir(parents=True)
         for path in SOLUTION_NOTEBOOKS[:2]:
             (subs / student / path.name).write_bytes(path.read_bytes())
     args = ["--workers", "1", "--timeout", "300", "--no-progress"]
-    whole = run_grade(str(subs), "--out", str(tmp_path / "whole"), *args)
+    whole = run_grade(str(subs), "--out", str(tmp_path / "whole"), *args[2:], "--workers", "2")
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     out = tmp_path / "cut"

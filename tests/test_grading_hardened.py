@@ -26,8 +26,10 @@ import pytest
 from submissions import (
     CASES,
     HONEST,
+    RELU,
     REPO,
     STATUSES,
+    _hardcoded_relu,
     build_honest,
     grade_cells,
 )
@@ -197,3 +199,22 @@ def test_outputs_are_well_formed(graded):
         assert next(csv.reader(f)) == header
     assert "tampered" not in (graded["out"] / "grades.csv").read_text()
     assert "1000" not in {r["score"] for r in graded["grades"].values()}
+
+
+def test_feedback_shows_the_message_judged_outside_the_sandbox(graded):
+    """hardcode_visible passes the visible checks in its kernel; the hidden checks, judged outside
+    the sandbox, fail it, and that message (not hidden-test source) is on the student's page."""
+    import numpy as np
+
+    from autograder import hidden
+    from autograder.feedback import page_text
+    from autograder.judge import judge
+
+    space = {"np": np}
+    exec(_hardcoded_relu(), space)  # the student's relu, here in the trusted process
+    bat = hidden.battery("relu")
+    message = judge("relu", bat, *hidden.run(space["relu"], bat))
+    assert message
+    page = page_text((graded["out"] / "feedback" / "hardcode_visible" / f"{RELU}.html").read_text())
+    assert " ".join(message.split()) in " ".join(page.split()), message
+    assert "grade_kernel" not in page and "HIDDEN TESTS" not in page

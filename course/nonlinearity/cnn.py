@@ -53,9 +53,19 @@ FULL = {
 }
 
 
+# While the autograder runs the notebook (NONLINEARITY_GRADING=1, set in its sandbox) the
+# comparison only has to run, not to teach: no graded cell reads its results, and grading a
+# class of 300 should not train 300 x 9 networks for nothing.
+GRADING = {**QUICK, "n_train": 256, "n_test": 128, "epochs": 1, "seeds": (0,), "evals_per_epoch": 1}
+GRADING_ENV = "NONLINEARITY_GRADING"
+
+
 def experiment_settings(full: bool | None = None) -> dict:
-    """A copy of QUICK or FULL; full=None reads NONLINEARITY_FULL."""
-    return dict(FULL if (full_size() if full is None else full) else QUICK)
+    """A copy of QUICK or FULL; full=None reads NONLINEARITY_FULL. QUICK becomes GRADING while the
+    autograder runs the notebook."""
+    if full_size() if full is None else full:
+        return dict(FULL)
+    return dict(GRADING if os.environ.get(GRADING_ENV) == "1" else QUICK)
 
 
 def choose_threads(max_threads: int = 2) -> int:
