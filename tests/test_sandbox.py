@@ -60,6 +60,23 @@ def test_the_repository_is_invisible(box):
     assert set(lines(run_inside(box, code))) == {"False"}
 
 
+def test_other_notebooks_and_students_are_invisible(box):
+    """Each kernel sees its own scratch folder only: not the worker's course directory (other
+    students' submissions, the gradebook), not another notebook's scratch."""
+    root, _ = box
+    other = root / "scratch" / "other_student"
+    other.mkdir(parents=True, exist_ok=True)
+    (other / "secret.txt").write_text("answers")
+    (root / "gradebook.db").write_text("grades")
+    code = f"""
+    import os
+    for f in {[str(other / "secret.txt"), str(root / "gradebook.db")]!r}:
+        print(os.path.exists(f))
+    print(sorted(os.listdir({str(root / "scratch")!r})))
+    """
+    assert lines(run_inside(box, code, name="mine")) == ["False", "False", "['mine']"]
+
+
 def test_the_reference_cannot_be_imported_but_the_recorder_can(box):
     code = """
     import importlib
