@@ -31,8 +31,10 @@ TABLE_TAGS = ("cnn-table", "cnn-seed")
 def execute(path: Path, timeout: int) -> tuple[float, str, nbformat.NotebookNode]:
     """Run one notebook; return (wall seconds, status, executed notebook)."""
     nb = nbformat.read(path, as_version=4)
+    # The kernel's start-up warning about unencrypted loopback TCP would drown the table.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(COURSE)}})
+                            resources={"metadata": {"path": str(COURSE)}},
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     start = time.perf_counter()
     try:
         client.execute()
