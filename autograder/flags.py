@@ -1,7 +1,8 @@
 """Flag code that reaches for the grading machinery, for the instructor to look at.
 
-The trusted judging (autograder.trusted) already makes such tricks worthless for the kernels; the
-model and CNN checks run inside the kernel, where determined tampering could still pass them.
+The trusted judging (autograder.trusted) already makes such tricks worthless for the kernels and
+the replayable model exercises; revive_dead_units and the CNN checks still decide inside the
+kernel, where determined tampering could pass them.
 So every code cell the student controls (solution cells and cells they added; nbgrader restores
 the others) is read for: IPython hooks, process exits, reaching into sys.modules, builtins or
 our modules, replacing attributes of imported modules (`np.allclose = ...`), objects that lie

@@ -12,29 +12,153 @@ the student's code become AssertionErrors. `dead_fraction` is a contract kernel,
 
 from __future__ import annotations
 
+import builtins
+import json
 import math
+import os
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from autograder import hidden
 from nonlinearity.checks_models import no_warnings
 
 
-def grade_function(name: str, fn: Callable) -> None:
-    """Run the hidden checks of exercise `name` on the student's function `fn`."""
-    checks = {
+def _checks() -> dict[str, Callable]:
+    return {
         "revive_dead_units": _grade_revive_dead_units,
         "layer_grad_norms": _grade_layer_grad_norms,
         "init_std": _grade_init_std,
     }
+
+
+# Checks that only look at what the student's function returns can be run again outside the
+# grading sandbox on a recording of those returns (see Recorder / replay): there, nothing the
+# student's code did in the kernel can change the verdict. revive_dead_units is judged by its
+# effect on a layer, so it stays a check inside the kernel (and autograder.flags watches it).
+REPLAYABLE = ("layer_grad_norms", "init_std")
+
+
+def grade_function(name: str, fn: Callable) -> None:
+    """Run the hidden checks of exercise `name` on the student's function `fn`.
+
+    Inside the grading sandbox (hidden.RECORDS_ENV set), a replayable check also records what fn
+    returned, for autograder.trusted to run the same check again on the recording."""
+    checks = _checks()
     if name not in checks:
         raise KeyError(f"no hidden checks for {name!r}")
     if not callable(fn):
         raise AssertionError(f"{name} is not a function")
+    folder = os.environ.get(hidden.RECORDS_ENV)
+    if folder and name in REPLAYABLE:
+        recorder = Recorder(fn)
+        try:
+            with no_warnings(name):
+                checks[name](recorder)
+        finally:
+            recorder.save(folder, name)
+        return
     with no_warnings(name):
         checks[name](fn)
+
+
+class Recorder:
+    """Calls fn and keeps what each call returned or raised, as plain data."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.calls: list[dict] = []
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def __call__(self, *args, **kwargs):
+        try:
+            out = self.fn(*args, **kwargs)
+        except Exception as exc:
+            self.calls.append({"raised": type(exc).__name__, "message": str(exc)[:500]})
+            raise
+        call = {"kind": hidden._kind(out), "ndarray": isinstance(out, np.ndarray), "value": None}
+        try:
+            value = np.array(out, copy=True)
+            if value.dtype != object:
+                call["value"] = key = f"v{len(self.arrays)}"
+                self.arrays[key] = value
+        except Exception:  # noqa: BLE001 - not an array: replayed as an opaque object
+            pass
+        self.calls.append(call)
+        return out
+
+    def save(self, folder, name: str) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{name}.npz", "wb") as f:
+            np.savez(f, **self.arrays)
+        (folder / f"{name}.json").write_text(json.dumps({"name": name, "calls": self.calls}))
+
+
+def _opaque(kind: str):
+    """A stand-in for a returned object that was not an array (a list, a tensor...): an object of
+    a class with the same name, so that messages read the same; it fails every value check."""
+    cls = type(kind.rsplit(".", 1)[-1], (), {"__repr__": lambda self: f"<{kind}>"})
+    return cls()
+
+
+class _Replayer:
+    def __init__(self, name: str, calls: list, arrays: dict):
+        self.name, self.calls, self.arrays = name, calls, arrays
+
+    def __call__(self, *args, **kwargs):
+        if not self.calls:
+            raise hidden.RecordsError(f"the hidden checks of {self.name} did not run to the end")
+        call = self.calls.pop(0)
+        if not isinstance(call, dict):
+            raise hidden.RecordsError(f"malformed records for {self.name}")
+        if "raised" in call:
+            error = getattr(builtins, str(call["raised"]), None)
+            if not (isinstance(error, type) and issubclass(error, Exception)):
+                error = type(str(call["raised"]), (Exception,), {})
+            raise error(str(call.get("message", "")))
+        kind, key = str(call.get("kind")), call.get("value")
+        if key is None:
+            return None if kind == "NoneType" else _opaque(kind)
+        if key not in self.arrays:
+            raise hidden.RecordsError(f"malformed records for {self.name}")
+        value = self.arrays[key]
+        if call.get("ndarray"):
+            return value
+        if value.ndim == 0:
+            return value.item() if kind in ("float", "int") else value[()]
+        return _opaque(kind)
+
+
+def replay(folder, name: str) -> str | None:
+    """Run the check of `name` again on the recording in `folder`: None (pass) or the message."""
+    folder = Path(folder)
+    meta_path, arrays_path = folder / f"{name}.json", folder / f"{name}.npz"
+    if not (meta_path.is_file() and arrays_path.is_file()):
+        return f"the hidden checks of {name} did not run to the end"
+    if meta_path.stat().st_size + arrays_path.stat().st_size > hidden.MAX_RECORD_BYTES:
+        return f"the outputs of {name} are too large to grade"
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if not isinstance(meta, dict) or meta.get("name") != name or not isinstance(meta.get("calls"), list):
+            return f"malformed records for {name}"
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        return f"unreadable records for {name}: {err}"
+    try:
+        _checks()[name](_Replayer(name, list(meta["calls"]), arrays))
+    except AssertionError as err:
+        return str(err)
+    except hidden.RecordsError as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - a recording that breaks the check fails it
+        return f"{name}: {type(err).__name__}: {err}"
+    return None
 
 
 # ---------------------------------------------------------------- revive_dead_units

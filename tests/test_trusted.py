@@ -144,3 +144,61 @@ def test_tampering_is_flagged(tmp_path, code):
     found = flags.scan(_notebook_with(tmp_path, code))
     assert any(TAMPERING[code] in reason for reason in found), found
     assert all(reason.startswith("cell 2: ") for reason in found)
+
+
+# ---------------------------------------------------------------- model exercises, replayed
+
+
+def _init_std(fan_in, fan_out, kind):
+    if kind == "xavier":
+        return (2.0 / (fan_in + fan_out)) ** 0.5
+    if kind == "he":
+        return (2.0 / fan_in) ** 0.5
+    raise ValueError(kind)
+
+
+def _layer_grad_norms(model, x, y, loss_fn):
+    import torch
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    grads = torch.autograd.grad(loss_fn(model(x), y), [m.weight for m in linears])
+    return np.array([float(g.norm()) for g in grads])
+
+
+@pytest.mark.parametrize("name, fn", [("init_std", _init_std), ("layer_grad_norms", _layer_grad_norms)])
+def test_model_checks_replay_outside_the_kernel(tmp_path, monkeypatch, name, fn):
+    """In the sandbox the check records what the function returned; outside, the same check
+    runs again on the recording: a correct function passes, a wrong or lying one fails."""
+    from autograder import hidden_models
+
+    monkeypatch.setenv(hidden.RECORDS_ENV, str(tmp_path))
+    hidden_models.grade_function(name, fn)
+    assert trusted.judge_kernel(tmp_path, name) is None
+
+    def squared(*args):
+        return fn(*args) ** 2
+
+    with pytest.raises(AssertionError, match="square"):
+        hidden_models.grade_function(name, squared)
+    message = trusted.judge_kernel(tmp_path, name)
+    assert message and "square" in message
+
+
+def test_a_forged_pass_in_the_kernel_is_not_a_pass_outside(tmp_path, monkeypatch):
+    """A student who swallows the check's failure in the kernel still fails the replay."""
+    from autograder import hidden_models
+
+    monkeypatch.setenv(hidden.RECORDS_ENV, str(tmp_path))
+    try:
+        hidden_models.grade_function("init_std", lambda fan_in, fan_out, kind: 0.5)
+    except AssertionError:
+        pass  # what set_custom_exc or a patched check would hide
+    assert "init_std" in trusted.judge_kernel(tmp_path, "init_std")
+    (tmp_path / "init_std.json").unlink()
+    assert "did not run to the end" in trusted.judge_kernel(tmp_path, "init_std")
+
+
+def test_hidden_kernels_include_the_replayable_model_exercises():
+    found = {name for p in SOLUTION_NOTEBOOKS for names in trusted.hidden_kernels(p).values()
+             for name in names}
+    assert {"init_std", "layer_grad_norms"} <= found and "revive_dead_units" not in found
