@@ -585,10 +585,11 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                 print(f"skipping {d.name!r}: not a usable student id", file=sys.stderr)
         if not students:
             raise UsageError(f"no student folders in {submissions}")
+        library = sandbox.sandbox_library(tmp / "library")
         if not options.unsafe:
             try:
                 (tmp / "probe").mkdir()
-                sandbox.check_available(tmp / "probe")
+                sandbox.check_available(tmp / "probe", library)
             except sandbox.SandboxError as err:
                 raise UsageError(str(err)) from None
         out_dir = Path(out)
@@ -612,7 +613,6 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
 
         if todo:
             make_course_dir(tmp / "template", solutions, timeout=options.timeout)
-            library = sandbox.sandbox_library(tmp / "library")
             n = min(options.workers, len(todo))
             idle: queue.Queue[Worker] = queue.Queue()
             for k in range(n):

@@ -349,11 +349,11 @@ def _kind(obj):
     return t.__name__ if mod == "builtins" else f"{mod}.{t.__name__}"
 
 
-def _snapshot(obj, depth=0):
+def snapshot(obj, depth=0):
     kind = _kind(obj)
     parts = None
     if isinstance(obj, (tuple, list)) and depth == 0 and len(obj) <= 4:
-        parts = [_snapshot(p, 1) for p in obj]
+        parts = [snapshot(p, 1) for p in obj]
     value = None
     if isinstance(obj, (np.ndarray, np.generic, float, int, list, tuple)):
         try:
@@ -396,7 +396,7 @@ def _same(a, b):
 def run_case(fn, case):
     args = copy.deepcopy(case.args)
     out, err, texts = _call(fn, args, case.kwargs)
-    rec = Record(None if err else _snapshot(out), err, texts, not _same(args, case.args))
+    rec = Record(None if err else snapshot(out), err, texts, not _same(args, case.args))
     if texts and case.locate_warnings and isinstance(case.args[0], np.ndarray):
         x = case.args[0]
         for i in range(x.size):
@@ -471,58 +471,29 @@ class RecordsError(ValueError):
     """Records that are missing, too large or malformed (the student gets no points for them)."""
 
 
-def _output_meta(out, arrays):
+def output_meta(out, arrays):
     if out is None:
         return None
     key = None
     if out.value is not None:
         key = f"v{len(arrays)}"
         arrays[key] = out.value
-    parts = None if out.parts is None else [_output_meta(p, arrays) for p in out.parts]
+    parts = None if out.parts is None else [output_meta(p, arrays) for p in out.parts]
     return {"kind": out.kind, "value": key, "parts": parts}
 
 
-def save_records(folder, name, records, speed):
-    """Write `name`.npz (the output arrays) and then `name`.json (the rest) into `folder`."""
+def write_record_files(folder, name, meta, arrays):
+    """`name`.npz (plain arrays) and then `name`.json (meta, which names the arrays)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    meta = {
-        "name": name,
-        "records": [{"output": _output_meta(r.output, arrays), "error": r.error,
-                     "warnings": list(r.warnings), "mutated": bool(r.mutated),
-                     "warned_at": r.warned_at} for r in records],
-        "speed": None if speed is None else dataclasses.asdict(speed),
-    }
     with open(folder / f"{name}.npz", "wb") as f:
         np.savez(f, **arrays)
-    (folder / f"{name}.json").write_text(json.dumps(meta))
+    (folder / f"{name}.json").write_text(json.dumps({"name": name, **meta}))
 
 
-def _typed(value, types, what):
-    if not isinstance(value, types):
-        raise RecordsError(f"malformed records: {what}")
-    return value
-
-
-def _output_from(meta, arrays):
-    if meta is None:
-        return None
-    _typed(meta, dict, "output")
-    key = meta.get("value")
-    value = None
-    if key is not None:
-        if key not in arrays:
-            raise RecordsError(f"malformed records: no array {key!r}")
-        value = arrays[key]
-    parts = meta.get("parts")
-    if parts is not None:
-        parts = [_output_from(p, arrays) for p in _typed(parts, list, "parts")[:4]]
-    return Output(str(_typed(meta.get("kind"), str, "kind")), value, parts)
-
-
-def load_records(folder, name):
-    """(records, speed) saved by `save_records`; RecordsError when absent, huge or malformed."""
+def read_record_files(folder, name):
+    """(meta, arrays) written by `write_record_files`; RecordsError when absent, huge, pickled,
+    malformed or saved under another name."""
     folder = Path(folder)
     meta_path, arrays_path = folder / f"{name}.json", folder / f"{name}.npz"
     if not (meta_path.is_file() and arrays_path.is_file()):
@@ -538,12 +509,52 @@ def load_records(folder, name):
     _typed(meta, dict, "top level")
     if meta.get("name") != name:
         raise RecordsError(f"records of {meta.get('name')!r} saved as {name!r}")
+    return meta, arrays
+
+
+def save_records(folder, name, records, speed):
+    """Write the records of kernel `name` into `folder`."""
+    arrays = {}
+    meta = {
+        "records": [{"output": output_meta(r.output, arrays), "error": r.error,
+                     "warnings": list(r.warnings), "mutated": bool(r.mutated),
+                     "warned_at": r.warned_at} for r in records],
+        "speed": None if speed is None else dataclasses.asdict(speed),
+    }
+    write_record_files(folder, name, meta, arrays)
+
+
+def _typed(value, types, what):
+    if not isinstance(value, types):
+        raise RecordsError(f"malformed records: {what}")
+    return value
+
+
+def output_from(meta, arrays):
+    if meta is None:
+        return None
+    _typed(meta, dict, "output")
+    key = meta.get("value")
+    value = None
+    if key is not None:
+        if key not in arrays:
+            raise RecordsError(f"malformed records: no array {key!r}")
+        value = arrays[key]
+    parts = meta.get("parts")
+    if parts is not None:
+        parts = [output_from(p, arrays) for p in _typed(parts, list, "parts")[:4]]
+    return Output(str(_typed(meta.get("kind"), str, "kind")), value, parts)
+
+
+def load_records(folder, name):
+    """(records, speed) saved by `save_records`; RecordsError when absent, huge or malformed."""
+    meta, arrays = read_record_files(folder, name)
     records = []
     for r in _typed(meta.get("records"), list, "records"):
         _typed(r, dict, "record")
         warned_at = r.get("warned_at")
         records.append(Record(
-            _output_from(r.get("output"), arrays),
+            output_from(r.get("output"), arrays),
             _typed(r.get("error"), (str, type(None)), "error"),
             [str(w) for w in _typed(r.get("warnings"), list, "warnings")],
             bool(r.get("mutated")),

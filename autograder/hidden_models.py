@@ -13,12 +13,9 @@ the student's code become AssertionErrors. `dead_fraction` is a contract kernel,
 from __future__ import annotations
 
 import builtins
-import json
 import math
 import os
-import zipfile
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,7 +64,7 @@ def grade_function(name: str, fn: Callable) -> None:
 
 
 class Recorder:
-    """Calls fn and keeps what each call returned or raised, as plain data."""
+    """Calls fn and keeps what each call returned (hidden.snapshot) or raised, as plain data."""
 
     def __init__(self, fn: Callable):
         self.fn = fn
@@ -80,23 +77,11 @@ class Recorder:
         except Exception as exc:
             self.calls.append({"raised": type(exc).__name__, "message": str(exc)[:500]})
             raise
-        call = {"kind": hidden._kind(out), "ndarray": isinstance(out, np.ndarray), "value": None}
-        try:
-            value = np.array(out, copy=True)
-            if value.dtype != object:
-                call["value"] = key = f"v{len(self.arrays)}"
-                self.arrays[key] = value
-        except Exception:  # noqa: BLE001 - not an array: replayed as an opaque object
-            pass
-        self.calls.append(call)
+        self.calls.append({"output": hidden.output_meta(hidden.snapshot(out), self.arrays)})
         return out
 
     def save(self, folder, name: str) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{name}.npz", "wb") as f:
-            np.savez(f, **self.arrays)
-        (folder / f"{name}.json").write_text(json.dumps({"name": name, "calls": self.calls}))
+        hidden.write_record_files(folder, name, {"calls": self.calls}, self.arrays)
 
 
 def _opaque(kind: str):
@@ -107,6 +92,8 @@ def _opaque(kind: str):
 
 
 class _Replayer:
+    """Gives back, call by call, what the student's function returned in the kernel."""
+
     def __init__(self, name: str, calls: list, arrays: dict):
         self.name, self.calls, self.arrays = name, calls, arrays
 
@@ -121,40 +108,25 @@ class _Replayer:
             if not (isinstance(error, type) and issubclass(error, Exception)):
                 error = type(str(call["raised"]), (Exception,), {})
             raise error(str(call.get("message", "")))
-        kind, key = str(call.get("kind")), call.get("value")
-        if key is None:
-            return None if kind == "NoneType" else _opaque(kind)
-        if key not in self.arrays:
-            raise hidden.RecordsError(f"malformed records for {self.name}")
-        value = self.arrays[key]
-        if call.get("ndarray"):
-            return value
-        if value.ndim == 0:
-            return value.item() if kind in ("float", "int") else value[()]
-        return _opaque(kind)
+        out = hidden.output_from(call.get("output"), self.arrays)
+        if out is None or out.kind == "NoneType":
+            return None
+        if out.kind == "numpy.ndarray":
+            return out.value
+        if out.value is not None and out.value.ndim == 0:
+            return out.value.item() if out.kind in ("float", "int") else out.value[()]
+        return _opaque(out.kind)
 
 
 def replay(folder, name: str) -> str | None:
     """Run the check of `name` again on the recording in `folder`: None (pass) or the message."""
-    folder = Path(folder)
-    meta_path, arrays_path = folder / f"{name}.json", folder / f"{name}.npz"
-    if not (meta_path.is_file() and arrays_path.is_file()):
-        return f"the hidden checks of {name} did not run to the end"
-    if meta_path.stat().st_size + arrays_path.stat().st_size > hidden.MAX_RECORD_BYTES:
-        return f"the outputs of {name} are too large to grade"
     try:
-        meta = json.loads(meta_path.read_text())
-        with np.load(arrays_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        if not isinstance(meta, dict) or meta.get("name") != name or not isinstance(meta.get("calls"), list):
+        meta, arrays = hidden.read_record_files(folder, name)
+        calls = meta.get("calls")
+        if not isinstance(calls, list):
             return f"malformed records for {name}"
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        return f"unreadable records for {name}: {err}"
-    try:
-        _checks()[name](_Replayer(name, list(meta["calls"]), arrays))
-    except AssertionError as err:
-        return str(err)
-    except hidden.RecordsError as err:
+        _checks()[name](_Replayer(name, list(calls), arrays))
+    except (AssertionError, hidden.RecordsError) as err:
         return str(err)
     except Exception as err:  # noqa: BLE001 - a recording that breaks the check fails it
         return f"{name}: {type(err).__name__}: {err}"

@@ -37,9 +37,9 @@ from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 
 from autograder.coursedir import AUTOGRADER_DIR, REPO
+from autograder.hidden import RECORDS_ENV
 
 SANDBOX_ENV = "AUTOGRADER_SANDBOX"
-RECORDS_ENV = "AUTOGRADER_RECORDS"  # = autograder.hidden.RECORDS_ENV (hidden is kept import-light)
 FIRST_UID = 61000  # worker k's kernels run as FIRST_UID + k when the grader is root
 # What the kernel may import of our code: the recording side only.
 SANDBOX_MODULES = ["__init__.py", "hidden.py", "hidden_models.py", "hidden_cnn.py"]
@@ -70,14 +70,13 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def check_available(work: Path) -> None:
+def check_available(work: Path, library: Path) -> None:
     """Raise SandboxError with a one-line reason unless a sandboxed Python starts here and
-    imports numpy (work: an empty folder to try it in)."""
+    imports numpy and `library` (from sandbox_library); work: an empty folder to try it in."""
     if bwrap_path() is None:
         raise SandboxError("bubblewrap (bwrap) is not installed: install the Debian package "
                            "`bubblewrap`, or pass --unsafe-no-sandbox to run student code "
                            "with your own permissions")
-    library = sandbox_library(work / "library")
     cfg = json.loads(settings(work / "scratch", library, Limits(), uid=FIRST_UID, threads=1,
                               unsafe=False, token="probe"))
     scratch = prepare_scratch(cfg, "probe")
@@ -292,11 +291,14 @@ class SandboxedExecute(Execute):
         kw["kernel_manager_class"] = SandboxedKernelManager
         super().__init__(**kw)
         self._output_bytes: dict[int, int] = {}
+        self._output_cap = 0
         self._notebook = "notebook"
 
     def preprocess(self, nb, resources=None, km=None):
         self._notebook = (resources or {}).get("unique_key") or "notebook"
         self._output_bytes = {}
+        limits = Limits(**json.loads(os.environ[SANDBOX_ENV])["limits"])
+        self._output_cap = limits.output_kb * 1024
         return super().preprocess(nb, resources, km)
 
     def create_kernel_manager(self):
@@ -305,7 +307,7 @@ class SandboxedExecute(Execute):
         return km
 
     def output(self, outs, msg, display_id, cell_index):
-        cap = Limits(**json.loads(os.environ[SANDBOX_ENV])["limits"]).output_kb * 1024
+        cap = self._output_cap
         content = msg.get("content", {})
         size = len(content.get("text", "")) + sum(
             len(v) if isinstance(v, str) else len(json.dumps(v))
