@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from autograder.sandbox import Limits
+from autograder.pipeline.sandbox import Limits
 
 GRADE_HELP = """\
 Grade a whole class. SUBMISSIONS is a folder with one sub-folder per student
@@ -103,14 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "release":
-        from autograder import release
+        from autograder.pipeline import release
 
         return release.main(check=args.check)
     if args.command == "book":
-        from autograder import book
+        from autograder.site import book
 
         return book.main(args.out)
-    from autograder import grade
+    from autograder.pipeline import grade
 
     options = grade.Options(
         workers=args.workers, timeout=args.timeout, notebook_timeout=args.notebook_timeout,

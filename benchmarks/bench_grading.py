@@ -32,7 +32,7 @@ from nbgrader.api import Gradebook
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder.coursedir import ASSIGNMENT, make_course_dir, nbgrader_env, solution_notebooks  # noqa: E402
+from autograder.pipeline.coursedir import ASSIGNMENT, make_course_dir, nbgrader_env, solution_notebooks  # noqa: E402
 
 KINDS = ("correct", "wrong", "broken")
 BREAK = '''

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def build_site(tmp_path_factory) -> Path:
     """The site built into a temporary folder (executed notebooks come from build/book-cache/)."""
-    from autograder import book
+    from autograder.site import book
 
     site = tmp_path_factory.mktemp("site")
     book.build(site)

@@ -765,7 +765,7 @@ CORRECT = [e for e in CATALOGUE if e.kind == "correct"]
 def namespace(extra=None) -> dict:
     """What a notebook gives a student's cell: numpy, math, and the notebook's other kernels
     (the reference stands in for them)."""
-    from autograder import reference
+    from autograder.judging import reference
 
     ns = {"np": np, "math": math}
     ns.update({k: getattr(reference, k) for k in KERNELS})

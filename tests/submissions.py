@@ -236,9 +236,9 @@ check_kernel = _no_check
 """
 HIDDEN_PATCHED_IMPORT = CHECKS_PATCHED + """
 try:
-    import autograder.hidden
+    import autograder.recorders.kernels
 
-    autograder.hidden.grade_kernel = _no_check
+    autograder.recorders.kernels.grade_kernel = _no_check
 except Exception:
     pass
 """
@@ -246,9 +246,9 @@ HIDDEN_PATCHED_SYS_MODULES = CHECKS_PATCHED + """
 import sys
 import types
 
-_fake = types.ModuleType("autograder.hidden")
+_fake = types.ModuleType("autograder.recorders.kernels")
 _fake.grade_kernel = _no_check
-sys.modules["autograder.hidden"] = _fake
+sys.modules["autograder.recorders.kernels"] = _fake
 for _name, _module in list(sys.modules.items()):
     if _name.startswith("autograder") and hasattr(_module, "grade_kernel"):
         _module.grade_kernel = _no_check
@@ -258,7 +258,7 @@ import builtins
 import types
 
 _real_import = builtins.__import__
-_fake = types.ModuleType("autograder.hidden")
+_fake = types.ModuleType("autograder.recorders.kernels")
 _fake.grade_kernel = _no_check
 
 
@@ -395,7 +395,7 @@ RAISE_INTERRUPT = _exit_on_large("raise KeyboardInterrupt")
 
 REFERENCE_IMPORT = """
 try:
-    from autograder.reference import relu
+    from autograder.judging.reference import relu
 except Exception:
 """ + "\n".join("    " + line if line else "" for line in WRONG_RELU.strip("\n").splitlines())
 
@@ -406,7 +406,7 @@ import sys
 
 def relu(x):
     """Whatever the grader has loaded (or can load) as the reference."""
-    reference = sys.modules.get("autograder.reference")
+    reference = sys.modules.get("autograder.judging.reference")
     if reference is None:
         reference = importlib.import_module("autograder" + ".reference")
     return reference.relu(x)
@@ -465,9 +465,9 @@ def _load(name, path):
 
 
 try:
-    _ref = _find("autograder/reference.py", "reference.py")
-    _load("autograder._numerics", _ref.parent / "_numerics.py")
-    relu = _load("autograder.reference", _ref).relu
+    _ref = _find("autograder/judging/reference.py", "reference.py")
+    _load("autograder.judging._numerics", _ref.parent / "_numerics.py")
+    relu = _load("autograder.judging.reference", _ref).relu
 except Exception:
 ''' + "\n".join("    " + line if line else "" for line in WRONG_RELU.strip("\n").splitlines())
 
@@ -628,7 +628,9 @@ def _shadow_modules(folder: Path) -> None:
     fake = folder / "autograder"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    (fake / "hidden.py").write_text("def grade_kernel(*args, **kwargs):\n    return None\n")
+    (fake / "recorders").mkdir()
+    (fake / "recorders" / "__init__.py").write_text("")
+    (fake / "recorders" / "kernels.py").write_text("def grade_kernel(*args, **kwargs):\n    return None\n")
     helpers = folder / "nonlinearity"
     shutil.copytree(COURSE / "nonlinearity", helpers,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -797,12 +799,12 @@ CASES: list[Case] = [
     _relu_case("checks_patched", "wrong relu; nonlinearity.checks.check_kernel made a no-op",
                _p(WRONG_RELU, before=CHECKS_PATCHED), ("flagged",),
                note="today: ok 6/8 (the hidden check still fails it)"),
-    _relu_case("hidden_patched_import", "wrong relu; autograder.hidden.grade_kernel replaced",
+    _relu_case("hidden_patched_import", "wrong relu; autograder.recorders.kernels.grade_kernel replaced",
                _p(WRONG_RELU, before=HIDDEN_PATCHED_IMPORT), ("flagged",),
                full=(),
                note="today: ok 8/8: THE TRICK WORKS. Sandboxed: the fake check records "
                     "nothing, so this and every later hidden check score 0"),
-    _relu_case("hidden_patched_sys_modules", "wrong relu; a fake autograder.hidden in sys.modules",
+    _relu_case("hidden_patched_sys_modules", "wrong relu; a fake autograder.recorders.kernels in sys.modules",
                _p(WRONG_RELU, before=HIDDEN_PATCHED_SYS_MODULES), ("flagged",),
                full=(),
                note="today: ok 8/8: THE TRICK WORKS. Sandboxed: the fake check records "
@@ -840,9 +842,9 @@ CASES: list[Case] = [
                ("flagged", "ok"), note="SystemExit is an error output of the test cell"),
     _relu_case("raise_interrupt", "relu raises KeyboardInterrupt on hidden-test-sized input",
                _p(RAISE_INTERRUPT), ("flagged", "ok")),
-    _relu_case("reference_import", "`from autograder.reference import relu` (wrong fallback)",
+    _relu_case("reference_import", "`from autograder.judging.reference import relu` (wrong fallback)",
                _p(REFERENCE_IMPORT), ("flagged",)),
-    _relu_case("reference_sys_modules", "relu calls sys.modules['autograder.reference'].relu",
+    _relu_case("reference_sys_modules", "relu calls sys.modules['autograder.judging.reference'].relu",
                _p(REFERENCE_SYS_MODULES), ("flagged",)),
     _relu_case("reference_by_path", "reference.py found by path and executed (wrong fallback)",
                _p(REFERENCE_BY_PATH), ("flagged",)),

@@ -13,7 +13,7 @@ import pytest
 from _site import Page, build_site
 from conftest import SOLUTION_NOTEBOOKS, nb_ids
 
-from autograder import book
+from autograder.site import book
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_each_solution_is_behind_a_reveal(site, path):
 @pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=nb_ids(SOLUTION_NOTEBOOKS))
 def test_no_hidden_tests_and_no_widget_placeholders(site, path):
     html = (site / f"{path.stem}.html").read_text(encoding="utf-8")
-    for forbidden in ("HIDDEN TESTS", "autograder.hidden", "grade_kernel", "BEGIN SOLUTION",
+    for forbidden in ("HIDDEN TESTS", "autograder.recorders.kernels", "grade_kernel", "BEGIN SOLUTION",
                       "Loading widget", "application/vnd.jupyter.widget", "cdnjs", "unpkg",
                       "cdn.jsdelivr"):
         assert forbidden not in html, f"{path.stem}.html contains {forbidden!r}"

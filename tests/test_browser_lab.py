@@ -36,7 +36,7 @@ from _browser import browser, screenshot  # noqa: F401 - fixture
 from conftest import COURSE, SOLUTIONS, STUDENT_NOTEBOOKS, nb_ids
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from autograder import book
+from autograder.site import book
 
 NOTEBOOK = "01_linear_collapse.ipynb"  # the one whose exercise is filled in and validated
 CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook tab in front

@@ -28,8 +28,8 @@ from catalogue import CATALOGUE, CORRECT, KERNELS, NOTEBOOK, WRONG, load
 from conftest import COURSE, SOLUTIONS
 from test_grading import grade_cells, read_csv, run_grade
 
-from autograder.feedback import page_text
-from autograder.hidden import grade_kernel
+from autograder.pipeline.feedback import page_text
+from autograder.recorders.kernels import grade_kernel
 from nonlinearity.checks import check_kernel
 
 VISIBLE_FLOOR = 1.0  # share of wrong entries the visible checks alone must catch

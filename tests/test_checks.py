@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from catalogue import CATALOGUE, CORRECT, WRONG, load
 
-from autograder import reference as R
-from autograder.hidden import KERNELS, LOOP_MESSAGE, grade_kernel
+from autograder.judging import reference as R
+from autograder.recorders.kernels import KERNELS, LOOP_MESSAGE, grade_kernel
 from nonlinearity.checks import check_kernel
 
 

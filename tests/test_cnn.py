@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.hidden_cnn import grade_cnn
+from autograder.recorders.cnn import grade_cnn
 from nonlinearity import checks_cnn, cnn, images
 
 

@@ -32,8 +32,8 @@ import pytest
 from conftest import COURSE, REPO, SOLUTION_NOTEBOOKS
 from nbgrader.api import Gradebook
 
-from autograder.coursedir import ASSIGNMENT, make_course_dir, run_nbgrader
-from autograder.feedback import notebook_hidden_lines, page_text
+from autograder.pipeline.coursedir import ASSIGNMENT, make_course_dir, run_nbgrader
+from autograder.pipeline.feedback import notebook_hidden_lines, page_text
 
 pytestmark = pytest.mark.skipif(not SOLUTION_NOTEBOOKS, reason="no solution notebooks yet")
 

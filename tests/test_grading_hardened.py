@@ -206,9 +206,9 @@ def test_feedback_shows_the_message_judged_outside_the_sandbox(graded):
     the sandbox, fail it, and that message (not hidden-test source) is on the student's page."""
     import numpy as np
 
-    from autograder import hidden
-    from autograder.feedback import page_text
-    from autograder.judge import judge
+    from autograder.judging.judge import judge
+    from autograder.pipeline.feedback import page_text
+    from autograder.recorders import kernels as hidden
 
     space = {"np": np}
     exec(_hardcoded_relu(), space)  # the student's relu, here in the trusted process

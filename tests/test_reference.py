@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder import reference as R
+from autograder.judging import reference as R
 
 
 def _tgelu(t):

@@ -24,8 +24,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder import _numerics as nx
-from autograder import reference as R
+from autograder.judging import _numerics as nx
+from autograder.judging import reference as R
 
 DPS = 50
 ROOT = pathlib.Path(__file__).resolve().parents[1]

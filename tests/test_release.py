@@ -8,8 +8,8 @@ import nbformat
 import pytest
 from conftest import COURSE, SOLUTION_NOTEBOOKS, STUDENT_NOTEBOOKS, nb_ids
 
-from autograder import release
-from autograder.feedback import hidden_lines
+from autograder.pipeline import release
+from autograder.pipeline.feedback import hidden_lines
 
 pytestmark = pytest.mark.skipif(not SOLUTION_NOTEBOOKS, reason="no solution notebooks yet")
 

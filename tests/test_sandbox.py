@@ -1,4 +1,4 @@
-"""The grading sandbox (autograder.sandbox): what a student's kernel can and cannot do.
+"""The grading sandbox (autograder.pipeline.sandbox): what a student's kernel can and cannot do.
 
 Each test runs a short Python program exactly as a kernel would be run (the same bwrap,
 setpriv and prlimit wrapping), and checks what an instructor relies on: no view of the
@@ -18,8 +18,8 @@ import textwrap
 
 import pytest
 
-from autograder import sandbox
-from autograder.coursedir import AUTOGRADER_DIR, REPO, SOLUTIONS
+from autograder.pipeline import sandbox
+from autograder.pipeline.coursedir import AUTOGRADER_DIR, REPO, SOLUTIONS
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def lines(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 def test_the_repository_is_invisible(box):
-    files = [AUTOGRADER_DIR / "reference.py", AUTOGRADER_DIR / "judge.py",
+    files = [AUTOGRADER_DIR / "judging" / "reference.py", AUTOGRADER_DIR / "judging" / "judge.py",
              SOLUTIONS / "02_relu.ipynb", REPO / "README.md"]
     code = f"""
     import os
@@ -80,8 +80,8 @@ def test_other_notebooks_and_students_are_invisible(box):
 def test_the_reference_cannot_be_imported_but_the_recorder_can(box):
     code = """
     import importlib
-    for mod in ("autograder.reference", "autograder.judge", "autograder.grade", "autograder.hidden",
-                "nonlinearity.checks"):
+    for mod in ("autograder.judging.reference", "autograder.judging.judge", "autograder.pipeline.grade",
+                "autograder.recorders.kernels", "nonlinearity.checks"):
         try:
             importlib.import_module(mod)
             print("yes")

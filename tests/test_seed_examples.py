@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import reference
+from autograder.judging import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """nonlinearity.training (device, seeding, MLPs, training loop, probes) and the model checks.
 
 Covers the helpers behind notebooks 6 and 7 and the visible (nonlinearity.checks_models) and
-hidden (autograder.hidden_models) checks of their exercises: both pass the solutions and fail
+hidden (autograder.recorders.models) checks of their exercises: both pass the solutions and fail
 typical wrong implementations with a message naming the mistake. About 15 s on 2 cores.
 """
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.hidden_models import grade_function
+from autograder.recorders.models import grade_function
 from nonlinearity import training
 from nonlinearity.checks_models import check_function
 

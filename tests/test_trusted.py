@@ -16,7 +16,8 @@ import pytest
 from catalogue import C
 from conftest import SOLUTION_NOTEBOOKS
 
-from autograder import flags, hidden, reference, trusted
+from autograder.judging import flags, reference, trusted
+from autograder.recorders import kernels as hidden
 
 
 def record(folder, name, fn):
@@ -125,8 +126,8 @@ TAMPERING = {
     "get_ipython().set_custom_exc((Exception,), lambda *a, **k: None)": "exception handler",
     "ip = get_ipython()\nip.showtraceback = lambda *a, **k: None": "error display",
     "get_ipython().events.register('post_run_cell', print)": "event callback",
-    "import sys\nsys.modules['autograder.hidden'].grade_kernel = print": "sys.modules",
-    "from autograder.reference import relu": "imports the grader",
+    "import sys\nsys.modules['autograder.recorders.kernels'].grade_kernel = print": "sys.modules",
+    "from autograder.judging.reference import relu": "imports the grader",
     "import nonlinearity.checks\nnonlinearity.checks.check_kernel = print": "checking code",
     "class A:\n    def __eq__(self, o):\n        return True": "defines __eq__",
     "class B(np.ndarray):\n    pass": "subclasses numpy.ndarray",
@@ -169,7 +170,7 @@ def _layer_grad_norms(model, x, y, loss_fn):
 def test_model_checks_replay_outside_the_kernel(tmp_path, monkeypatch, name, fn):
     """In the sandbox the check records what the function returned; outside, the same check
     runs again on the recording: a correct function passes, a wrong or lying one fails."""
-    from autograder import hidden_models
+    from autograder.recorders import models as hidden_models
 
     monkeypatch.setenv(hidden.RECORDS_ENV, str(tmp_path))
     hidden_models.grade_function(name, fn)
@@ -186,7 +187,7 @@ def test_model_checks_replay_outside_the_kernel(tmp_path, monkeypatch, name, fn)
 
 def test_a_forged_pass_in_the_kernel_is_not_a_pass_outside(tmp_path, monkeypatch):
     """A student who swallows the check's failure in the kernel still fails the replay."""
-    from autograder import hidden_models
+    from autograder.recorders import models as hidden_models
 
     monkeypatch.setenv(hidden.RECORDS_ENV, str(tmp_path))
     try:

@@ -74,7 +74,7 @@ def _call(name, fn, *args, **kwargs):
 def count_python_steps(run):
     """Python 'line' and 'call' events while run() executes (a Python loop makes some per element).
 
-    Shared with the hidden checks (autograder.hidden), which count the same way.
+    Shared with the hidden checks (autograder.recorders.kernels), which count the same way.
     """
     count = 0
 

@@ -7,7 +7,7 @@
 Each check is seeded (the same submission always gets the same verdict), raises AssertionError
 with a message that names the likely misconception, and never writes to stderr: warnings from
 the student's code become AssertionErrors. `dead_fraction` is a contract kernel, graded by
-`autograder.hidden.grade_kernel`.
+`autograder.recorders.kernels.grade_kernel`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autograder import hidden
+from autograder.recorders import kernels
 from nonlinearity.checks_models import no_warnings
 
 
@@ -36,21 +36,21 @@ def _checks() -> dict[str, Callable]:
 # Checks that only look at what the student's function returns can be run again outside the
 # grading sandbox on a recording of those returns (see Recorder / replay): there, nothing the
 # student's code did in the kernel can change the verdict. revive_dead_units is judged by its
-# effect on a layer, so it stays a check inside the kernel (and autograder.flags watches it).
+# effect on a layer, so it stays a check inside the kernel (and autograder.judging.flags watches it).
 REPLAYABLE = ("layer_grad_norms", "init_std")
 
 
 def grade_function(name: str, fn: Callable) -> None:
     """Run the hidden checks of exercise `name` on the student's function `fn`.
 
-    Inside the grading sandbox (hidden.RECORDS_ENV set), a replayable check also records what fn
-    returned, for autograder.trusted to run the same check again on the recording."""
+    Inside the grading sandbox (kernels.RECORDS_ENV set), a replayable check also records what fn
+    returned, for autograder.judging.trusted to run the same check again on the recording."""
     checks = _checks()
     if name not in checks:
         raise KeyError(f"no hidden checks for {name!r}")
     if not callable(fn):
         raise AssertionError(f"{name} is not a function")
-    folder = os.environ.get(hidden.RECORDS_ENV)
+    folder = os.environ.get(kernels.RECORDS_ENV)
     if folder and name in REPLAYABLE:
         recorder = Recorder(fn)
         try:
@@ -64,7 +64,7 @@ def grade_function(name: str, fn: Callable) -> None:
 
 
 class Recorder:
-    """Calls fn and keeps what each call returned (hidden.snapshot) or raised, as plain data."""
+    """Calls fn and keeps what each call returned (kernels.snapshot) or raised, as plain data."""
 
     def __init__(self, fn: Callable):
         self.fn = fn
@@ -77,11 +77,11 @@ class Recorder:
         except Exception as exc:
             self.calls.append({"raised": type(exc).__name__, "message": str(exc)[:500]})
             raise
-        self.calls.append({"output": hidden.output_meta(hidden.snapshot(out), self.arrays)})
+        self.calls.append({"output": kernels.output_meta(kernels.snapshot(out), self.arrays)})
         return out
 
     def save(self, folder, name: str) -> None:
-        hidden.write_record_files(folder, name, {"calls": self.calls}, self.arrays)
+        kernels.write_record_files(folder, name, {"calls": self.calls}, self.arrays)
 
 
 def _opaque(kind: str):
@@ -99,16 +99,16 @@ class _Replayer:
 
     def __call__(self, *args, **kwargs):
         if not self.calls:
-            raise hidden.RecordsError(f"the hidden checks of {self.name} did not run to the end")
+            raise kernels.RecordsError(f"the hidden checks of {self.name} did not run to the end")
         call = self.calls.pop(0)
         if not isinstance(call, dict):
-            raise hidden.RecordsError(f"malformed records for {self.name}")
+            raise kernels.RecordsError(f"malformed records for {self.name}")
         if "raised" in call:
             error = getattr(builtins, str(call["raised"]), None)
             if not (isinstance(error, type) and issubclass(error, Exception)):
                 error = type(str(call["raised"]), (Exception,), {})
             raise error(str(call.get("message", "")))
-        out = hidden.output_from(call.get("output"), self.arrays)
+        out = kernels.output_from(call.get("output"), self.arrays)
         if out is None or out.kind == "NoneType":
             return None
         if out.kind == "numpy.ndarray":
@@ -121,12 +121,12 @@ class _Replayer:
 def replay(folder, name: str) -> str | None:
     """Run the check of `name` again on the recording in `folder`: None (pass) or the message."""
     try:
-        meta, arrays = hidden.read_record_files(folder, name)
+        meta, arrays = kernels.read_record_files(folder, name)
         calls = meta.get("calls")
         if not isinstance(calls, list):
             return f"malformed records for {name}"
         _checks()[name](_Replayer(name, list(calls), arrays))
-    except (AssertionError, hidden.RecordsError) as err:
+    except (AssertionError, kernels.RecordsError) as err:
         return str(err)
     except Exception as err:  # noqa: BLE001 - a recording that breaks the check fails it
         return f"{name}: {type(err).__name__}: {err}"

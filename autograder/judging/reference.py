@@ -34,7 +34,7 @@ import numbers
 
 import numpy as np
 
-from autograder import _numerics as nx
+from autograder.judging import _numerics as nx
 
 __all__ = [
     "collapse_linear",

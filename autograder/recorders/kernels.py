@@ -10,8 +10,8 @@ sandbox boundary:
   (`Record`: output arrays, exception text, warning texts, whether the input changed;
   `SpeedRecord`: seconds, and Python steps counted with sys.settrace). Nothing in `run` needs
   the reference.
-* `autograder.judge.judge(name, bat, records, speed)` compares the records with
-  `autograder.reference` (trusted side) and returns None (pass) or the failure message. This
+* `autograder.judging.judge.judge(name, bat, records, speed)` compares the records with
+  `autograder.judging.reference` (trusted side) and returns None (pass) or the failure message. This
   module does not import the reference: under `python -m autograder grade` it runs in the
   sandbox, saves the records (`save_records`) and the grader judges them outside.
 
@@ -577,14 +577,14 @@ def grade_kernel(name, fn):
     """Run the hidden checks for kernel `name`; raise AssertionError with one message.
 
     Inside the grading sandbox (RECORDS_ENV set) the records are only saved: the trusted side
-    judges them (autograder.grade), and the reference is not importable here anyway."""
+    judges them (autograder.pipeline.grade), and the reference is not importable here anyway."""
     bat = battery(name)
     records, speed = run(fn, bat, SKIP_ABOVE_S)
     folder = os.environ.get(RECORDS_ENV)
     if folder:
         save_records(folder, name, records, speed)
         return
-    from autograder.judge import judge
+    from autograder.judging.judge import judge
 
     message = judge(name, bat, records, speed)
     if message:

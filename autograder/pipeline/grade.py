@@ -7,16 +7,16 @@ Layout of a run (all in one temporary folder, removed at the end):
     worker-K/        a copy of template/ per worker: its own gradebook, so workers never share
                      an SQLite file ("database is locked"); worker-K/sandbox/<student>/<nb>/ is
                      the scratch folder of one kernel (its records, its files)
-    library/         the grading modules a sandboxed kernel may import (autograder.sandbox)
+    library/         the grading modules a sandboxed kernel may import (autograder.pipeline.sandbox)
     submissions/     the extracted .zip, when SUBMISSIONS is an archive
 
 Each student is one `nbgrader autograde --student S` process, whose kernels run in the sandbox
-(autograder.sandbox). When it fails (a kernel died, the budget ran out), nbgrader keeps nothing
+(autograder.pipeline.sandbox). When it fails (a kernel died, the budget ran out), nbgrader keeps nothing
 of that student, so each notebook is graded again in a process of its own (`--notebook NB`): a
 notebook that hangs or kills its kernel costs only that notebook.
-Then the trusted side takes over (autograder.trusted): the hidden tests' records are judged
+Then the trusted side takes over (autograder.judging.trusted): the hidden tests' records are judged
 against the reference outside the sandbox, and a cell keeps nbgrader's points only if they pass;
-the student's own cells are scanned for tampering (autograder.flags). The corrected scores go
+the student's own cells are scanned for tampering (autograder.judging.flags). The corrected scores go
 into the worker's gradebook and the notebook, and feedback is nbgrader's generate_feedback on
 notebooks whose hidden tests and tracebacks were removed first.
 Finished students are remembered in OUT/.state/ (keyed by the submission's and the grader's
@@ -50,8 +50,9 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from tqdm import tqdm
 
-from autograder import feedback, flags, sandbox, trusted
-from autograder.coursedir import (
+from autograder.judging import flags, trusted
+from autograder.pipeline import feedback, sandbox
+from autograder.pipeline.coursedir import (
     ASSIGNMENT,
     AUTOGRADER_DIR,
     SOLUTIONS,

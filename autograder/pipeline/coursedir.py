@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ASSIGNMENT = "activations"
-AUTOGRADER_DIR = Path(__file__).resolve().parent
+AUTOGRADER_DIR = Path(__file__).resolve().parent.parent
 REPO = AUTOGRADER_DIR.parent
 SOLUTIONS = REPO / "solutions"
 COURSE = REPO / "course"
@@ -52,7 +52,7 @@ def write_config(root: Path, *, timeout: int = 120, sandboxed: bool = False) -> 
     """Write an nbgrader_config.py that makes `root` a course directory like autograder/.
 
     `timeout` is the per-cell execution timeout in seconds; `sandboxed` runs autograde's
-    kernels through autograder.sandbox (settings in its environment variable, per run).
+    kernels through autograder.pipeline.sandbox (settings in its environment variable, per run).
     """
     lines = [
         "c = get_config()  # noqa: F821",
@@ -65,7 +65,7 @@ def write_config(root: Path, *, timeout: int = 120, sandboxed: bool = False) -> 
     ]
     if sandboxed:
         lines += [
-            "from autograder.sandbox import autograde_preprocessors",
+            "from autograder.pipeline.sandbox import autograde_preprocessors",
             "c.Autograde.autograde_preprocessors = autograde_preprocessors()",
             f"c.SandboxedExecute.timeout = {int(timeout)}",
         ]

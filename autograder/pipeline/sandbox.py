@@ -15,7 +15,7 @@ every kernel through `SandboxedKernelManager`, which wraps the kernel command:
 The kernel talks to nbgrader over ZeroMQ's IPC transport (socket files in the scratch folder),
 since a sandbox without network cannot reach loopback ports. It sees none of the repository: the
 only grading code on its path is `sandbox_library()`, a copy of the modules that *record* a
-kernel's outputs (autograder.hidden without the reference, the model and CNN checks, and the
+kernel's outputs (autograder.recorders.kernels without the reference, the model and CNN checks, and the
 course's helper package). The records land in SCRATCH/records and are judged outside.
 
 Settings travel from the grader to nbgrader's kernel managers in one environment variable,
@@ -36,13 +36,12 @@ import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 
-from autograder.coursedir import AUTOGRADER_DIR, REPO
-from autograder.hidden import RECORDS_ENV
+from autograder.pipeline.coursedir import AUTOGRADER_DIR, REPO
+from autograder.recorders.kernels import RECORDS_ENV
 
 SANDBOX_ENV = "AUTOGRADER_SANDBOX"
 FIRST_UID = 61000  # worker k's kernels run as FIRST_UID + k when the grader is root
 # What the kernel may import of our code: the recording side only.
-SANDBOX_MODULES = ["__init__.py", "hidden.py", "hidden_models.py", "hidden_cnn.py"]
 NONLINEARITY = REPO / "course" / "nonlinearity"
 OUTPUT_NOTE = "[output cut by the grader at {kb} kB for this cell]"
 
@@ -96,15 +95,17 @@ def autograde_preprocessors() -> list:
     default = Autograde.class_traits()["autograde_preprocessors"].default()
     if Execute not in default:
         raise SandboxError("nbgrader's autograde no longer runs its Execute preprocessor: "
-                           "autograder.sandbox needs updating for this nbgrader version")
+                           "autograder.pipeline.sandbox needs updating for this nbgrader version")
     return [SandboxedExecute if p is Execute else p for p in default]
 
 
 def sandbox_library(dest: Path) -> Path:
     """Copy the import-safe grading modules into dest (autograder/ and nonlinearity/)."""
     (dest / "autograder").mkdir(parents=True)
-    for name in SANDBOX_MODULES:
-        shutil.copyfile(AUTOGRADER_DIR / name, dest / "autograder" / name)
+    # The top package's __init__ and autograder.recorders: nothing that judges or grades.
+    shutil.copyfile(AUTOGRADER_DIR / "__init__.py", dest / "autograder" / "__init__.py")
+    shutil.copytree(AUTOGRADER_DIR / "recorders", dest / "autograder" / "recorders",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(NONLINEARITY, dest / "nonlinearity",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
@@ -143,10 +144,10 @@ def _python_binds() -> list[str]:
     for root in sorted(roots, key=len):
         args += ["--ro-bind", root, root]
     for entry in sys.path:
-        candidate = Path(entry) / "autograder" / "reference.py"
-        if entry and candidate.is_file() and candidate.parent != AUTOGRADER_DIR:
+        candidate = Path(entry) / "autograder" / "judging" / "reference.py"
+        if entry and candidate.is_file() and candidate.parents[1] != AUTOGRADER_DIR:
             if any(str(candidate).startswith(r + "/") for r in roots):
-                args += ["--tmpfs", str(candidate.parent)]
+                args += ["--tmpfs", str(candidate.parents[1])]
     return args
 
 

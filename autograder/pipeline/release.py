@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.coursedir import (
+from autograder.pipeline.coursedir import (
     ASSIGNMENT,
     AUTOGRADER_DIR,
     COURSE,

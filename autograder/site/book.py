@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions"
 HELPERS = REPO / "course" / "nonlinearity"
 BUILD = REPO / "build"

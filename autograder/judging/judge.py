@@ -1,7 +1,7 @@
 """Judge a student's kernel records against the reference kernels (the trusted side).
 
 `judge(name, bat, records, speed)` returns None (pass) or ONE failure message, naming the likely
-misconception where it recognises one. The records come from `autograder.hidden.run`: in plain
+misconception where it recognises one. The records come from `autograder.recorders.kernels.run`: in plain
 nbgrader they are judged in the same kernel; under `python -m autograder grade` they are saved
 inside the sandbox and judged here, outside it, where the student's code cannot reach.
 This module imports the reference; the sandbox never sees it.
@@ -13,8 +13,8 @@ import warnings
 
 import numpy as np
 
-from autograder import reference
-from autograder.hidden import (
+from autograder.judging import reference
+from autograder.recorders.kernels import (
     ATOL,
     ELEMENTWISE,
     LOOP_MESSAGE,

@@ -1,6 +1,6 @@
 """Flag code that reaches for the grading machinery, for the instructor to look at.
 
-The trusted judging (autograder.trusted) already makes such tricks worthless for the kernels and
+The trusted judging (autograder.judging.trusted) already makes such tricks worthless for the kernels and
 the replayable model exercises; revive_dead_units and the CNN checks still decide inside the
 kernel, where determined tampering could pass them.
 So every code cell the student controls (solution cells and cells they added; nbgrader restores

@@ -1,11 +1,11 @@
 """The trusted half of grading: judge what the sandboxed kernels recorded.
 
 A grade cell's hidden tests call `grade_kernel("relu", relu)`. Inside the sandbox that call only
-saves what the student's kernel returned (autograder.hidden.save_records); nothing the student's
+saves what the student's kernel returned (autograder.recorders.kernels.save_records); nothing the student's
 code does in the kernel (monkeypatching numpy or our checks, IPython hooks, lying objects) can
 change a verdict reached here, in the grader's own process, with its own numpy and the reference.
 A cell keeps nbgrader's points only when every kernel its hidden tests name was judged correct.
-Two model exercises (hidden_models.REPLAYABLE) are judged the same way: their check runs again
+Two model exercises (models.REPLAYABLE) are judged the same way: their check runs again
 here on a recording of what the student's function returned.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import hidden, hidden_models
-from autograder.feedback import hidden_lines
-from autograder.judge import judge
+from autograder.judging.judge import judge
+from autograder.pipeline.feedback import hidden_lines
+from autograder.recorders import kernels, models
 
 HIDDEN_CALL = re.compile(r"""(grade_kernel|grade_function)\(\s*["'](\w+)["']""")
 
@@ -32,7 +32,7 @@ def hidden_kernels(solution: Path) -> dict[str, list[str]]:
         if cell.cell_type == "code" and meta.get("grade"):
             calls = HIDDEN_CALL.findall("\n".join(hidden_lines(cell.source)))
             names = [name for func, name in calls
-                     if func == "grade_kernel" or name in hidden_models.REPLAYABLE]
+                     if func == "grade_kernel" or name in models.REPLAYABLE]
             if names:
                 found[meta["grade_id"]] = names
     return found
@@ -40,16 +40,16 @@ def hidden_kernels(solution: Path) -> dict[str, list[str]]:
 
 @functools.cache
 def _battery(name: str):
-    return hidden.battery(name)
+    return kernels.battery(name)
 
 
 def judge_kernel(records: Path, name: str) -> str | None:
     """None if the records of kernel `name` in folder `records` pass, else the message."""
-    if name in hidden_models.REPLAYABLE:  # a model exercise: its check replayed on the recording
-        return hidden_models.replay(records, name)
+    if name in models.REPLAYABLE:  # a model exercise: its check replayed on the recording
+        return models.replay(records, name)
     try:
-        recs, speed = hidden.load_records(records, name)
-    except hidden.RecordsError as err:
+        recs, speed = kernels.load_records(records, name)
+    except kernels.RecordsError as err:
         return str(err)
     try:
         return judge(name, _battery(name), recs, speed)
