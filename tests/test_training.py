@@ -430,7 +430,7 @@ def test_output_choice_keys_match_the_graded_answers():
     keys = {a.question: a.expected for checks in trusted.hidden_checks(path).values() for a in checks}
     namespace = {}
     for cell in nbformat.read(path, as_version=4).cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == "output_choices_solution":
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer_q09_output_choices":
             exec(cell.source, namespace)  # noqa: S102 - the course's own solution cell
     choices = namespace["output_choices"]
     assert len(choices) == 5
