@@ -28,7 +28,7 @@ from nonlinearity.data import make_moons
 FULL_ENV = "NONLINEARITY_FULL"
 DEVICE_ENV = "NONLINEARITY_DEVICE"
 
-# name -> factory; Leaky ReLU uses torch's default slope 0.01, as in the seed's example.
+# name -> factory; Leaky ReLU uses torch's default slope 0.01, as in the glossary card's example.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.01),
