@@ -15,6 +15,7 @@ project = "Where neurons get their nonlinearity"
 html_title = project
 extensions = ["myst_nb"]
 exclude_patterns = ["downloads", "**/.ipynb_checkpoints"]
+smartquotes = False  # the text keeps the notebooks' quotes, as JupyterLab shows them
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
@@ -33,6 +34,7 @@ html_theme_options = {
     "use_download_button": False,  # each page's box links the student and solution notebooks
     "use_fullscreen_button": False,
     "navigation_with_keys": False,
+    "footer_content_items": [],
 }
 html_context = {"default_mode": "auto"}  # light or dark as the reader's system prefers
 html_static_path = ["_static"]
