@@ -5,8 +5,8 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
-# Pages Sphinx writes beside the course's own: the search page and the (empty) general index.
-SPHINX_PAGES = {"search.html", "genindex.html"}
+# The page Sphinx writes beside the course's own: the search page.
+SPHINX_PAGES = {"search.html"}
 
 
 def build_site(tmp_path_factory) -> Path:

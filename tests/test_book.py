@@ -85,9 +85,9 @@ def test_each_page_names_its_exercises_and_links_both_notebooks(site, path):
     page = Page(site / f"{path.stem}.html")
     text = _squash(" ".join(page.text))
     found = book.exercises(nbformat.read(path, as_version=4))
-    assert found["functions"] or found["questions"] or found["written"], f"{path.stem}: no exercises"
+    assert any(found.values()), f"{path.stem}: no exercises"
     assert "In this notebook you will write" in text
-    for name in found["functions"] + found["questions"]:
+    for name in found["functions"] + found["values"] + found["questions"]:
         assert name in text, f"{path.stem}: the exercise box does not name {name}"
     downloads = {href.rsplit("/", 1)[-1]: href for href in page.links if href.startswith("_downloads/")}
     student, solution = downloads.get(path.name), downloads.get(f"{path.stem}_solution.ipynb")
@@ -249,5 +249,5 @@ def test_markdown_reveals_render_and_graded_answers_hide_their_key(tiny_site):
     assert revealed and 'answer_q09_1' in revealed[0]
     assert "tinysecretword" not in html and "HIDDEN TESTS" not in html
     text = _squash(" ".join(page.text))
-    assert "check-your-understanding questions q09_1" in text and "a written answer" in text
+    assert "check-your-understanding question q09_1" in text and "a written answer" in text
     assert all((img.get("alt") or "").startswith("Figure: A straight line") for img in page.images)

@@ -222,15 +222,21 @@ def _minutes(nb: nbformat.NotebookNode) -> int:
 
 def exercises(nb: nbformat.NotebookNode) -> dict[str, list[str]]:
     """What the reader writes in this notebook, from its graded (nbgrader solution) cells:
-    the functions its code solutions define, the check-your-understanding questions they
-    answer (`answer_q02_1 = ...`) and its written (markdown) answers."""
-    found: dict[str, list[str]] = {"functions": [], "questions": [], "written": []}
+    the functions (and classes) and the other values its code solutions define, the
+    check-your-understanding questions they answer (`answer_q02_1 = ...`), and its written
+    (markdown) answers; each name once, in the notebook's order."""
+    found: dict[str, list[str]] = {"functions": [], "values": [], "questions": [], "written": []}
+
+    def add(kind: str, name: str) -> None:
+        if not name.startswith("_") and name not in found[kind]:
+            found[kind].append(name)
+
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if not meta.get("solution"):
             continue
         if cell.cell_type == "markdown":
-            found["written"].append(meta.get("grade_id", "written"))
+            add("written", meta.get("grade_id", "written"))
             continue
         try:
             tree = ast.parse(SOLUTION_MARKERS.sub("", cell.source))
@@ -238,22 +244,30 @@ def exercises(nb: nbformat.NotebookNode) -> dict[str, list[str]]:
             continue
         for node in tree.body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                found["functions"].append(node.name)
+                add("functions", node.name)
             targets = node.targets if isinstance(node, ast.Assign) else (
                 [node.target] if isinstance(node, ast.AnnAssign) else [])
-            for target in targets:
-                if isinstance(target, ast.Name) and target.id.startswith("answer_"):
-                    found["questions"].append(target.id.removeprefix("answer_"))
+            for target in (t for t in targets if isinstance(t, ast.Name)):
+                if target.id.startswith("answer_"):
+                    add("questions", target.id.removeprefix("answer_"))
+                else:
+                    add("values", target.id)
     return found
+
+
+def _plural(word: str, names: list[str]) -> str:
+    return word + ("s" if len(names) > 1 else "")
 
 
 def _exercise_box(stem: str, found: dict[str, list[str]], has_student_copy: bool) -> str:
     lines = []
-    if found["functions"]:
-        lines.append("- the functions " + ", ".join(f"`{name}`" for name in found["functions"]))
-    if found["questions"]:
-        lines.append("- your answers to the check-your-understanding questions "
-                     + ", ".join(found["questions"]))
+    for kind, word in (("functions", "function"), ("values", "value")):
+        if found[kind]:
+            lines.append(f"- the {_plural(word, found[kind])} "
+                         + ", ".join(f"`{name}`" for name in found[kind]))
+    if questions := found["questions"]:
+        lines.append(f"- your {_plural('answer', questions)} to the check-your-understanding "
+                     f"{_plural('question', questions)} " + ", ".join(questions))
     if found["written"]:
         count = len(found["written"])
         lines.append("- a written answer" if count == 1 else f"- {count} written answers")
@@ -332,7 +346,7 @@ def _landing_page(pages: list[tuple[str, str, str, int]]) -> str:
 A course on activation functions in neural networks: why a network needs a nonlinearity at all,
 how ReLU, Leaky ReLU, GELU, SiLU, sigmoid, tanh and softmax behave and how to compute them
 safely, what goes wrong in training (dead units, vanishing gradients), and how to choose one.
-It is {len(pages)} Jupyter notebooks, shown here executed, with every figure and with each
+It has {len(pages)} Jupyter notebooks, shown here executed, with every figure and with each
 exercise's solution behind a *Show the solution* reveal, so you can try first.
 
 ## Who it is for
@@ -343,8 +357,8 @@ the chain rule are used; everything else is explained on the way. A laptop CPU i
 
 ## How long it takes
 
-Each notebook says how long it takes: together about {minutes / 60:.0f} hours
-({len(pages)} notebooks, {minutes} minutes), best spread over several sittings.
+About {minutes / 60:.0f} hours in all: {len(pages)} notebooks of 20 to 40 minutes each
+({minutes} minutes by the notebooks' own estimates), best spread over several sittings.
 
 ## How to start
 

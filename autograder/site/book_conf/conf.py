@@ -43,6 +43,7 @@ html_favicon = "_static/favicon.svg"
 html_copy_source = False
 html_show_sourcelink = False
 html_show_copyright = False
+html_use_index = False  # no general index: the course has no index entries
 html_last_updated_fmt = None
 
 # MathJax 2, relative to _static/: works from file:// as from a server.
