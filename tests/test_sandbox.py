@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -198,6 +199,28 @@ def test_process_cap_stops_a_fork_bomb(box):
             proc.kill()
             proc.wait()
     assert 40 <= made < 64
+
+
+def test_process_cap_where_the_kernel_counts_a_uid_system_wide(box, monkeypatch):
+    """An ordinary user's cap: the kernel's share, plus (where the kernel counts every process
+    of the uid, before Linux 5.14) the processes and threads the instructor runs already."""
+    root, library = box
+    if os.geteuid() != 0:
+        release = tuple(int(x) for x in os.uname().release.split(".")[:2] if x.isdigit())
+        assert sandbox._nproc_per_namespace() == (release >= (5, 14)), os.uname().release
+    mine = sandbox._tasks_of(os.getuid())
+    assert mine >= 1 + (threading.active_count() - 1)  # this process and its threads at least
+
+    def nproc(per_namespace: bool) -> int:
+        monkeypatch.setattr(sandbox, "privileged", lambda: False)
+        monkeypatch.setattr(sandbox, "_nproc_per_namespace", lambda: per_namespace)
+        cfg = json.loads(sandbox.settings(root / "scratch", library, sandbox.Limits(processes=64),
+                                          uid=None, threads=1, unsafe=False, token="test"))
+        cmd = sandbox.wrap_command(["true"], cfg, root / "scratch")
+        return int(next(a for a in cmd if a.startswith("--nproc=")).split("=")[1])
+
+    assert nproc(True) == 64
+    assert 64 + mine - 20 <= nproc(False) <= 64 + mine + 20  # others come and go meanwhile
 
 
 def test_the_kernel_dies_with_the_grader(box):
