@@ -271,7 +271,7 @@ class Course:
     notebooks: list[str]
     max_points: dict[str, dict[str, float]]  # notebook -> grade_id -> points
     code_cells: dict[str, int]
-    kernels: dict[str, dict[str, list[str]]]  # notebook -> grade_id -> kernels judged
+    checks: dict[str, dict[str, list]]  # notebook -> grade_id -> kernels and answer keys judged
     secrets: set[str]  # hidden-test lines that must not reach feedback
 
 
@@ -384,7 +384,7 @@ class Worker:
         if not records.parent.is_dir():  # nbgrader ignores a config file that fails to load
             raise NbgraderError(f"{sid}/{nb} was executed outside the grading sandbox: "
                                 f"{self.root / 'nbgrader_config.py'} did not take effect")
-        verdicts = trusted.judge_cells(records, self.course.kernels[nb])
+        verdicts = trusted.judge_cells(records, self.course.checks[nb])
         failed = {gid: msg for gid, msg in verdicts.items() if msg}
         # The student needs the judge's message where the kernel's own run looked fine; a cell
         # whose visible check already failed keeps that message alone (its hidden checks never ran).
@@ -554,7 +554,7 @@ def load_course(solutions: Path) -> tuple[Course, list[Path]]:
         max_points={p.stem: _grade_cells(p) for p in sources},
         code_cells={p.stem: sum(c.cell_type == "code" for c in nbformat.read(p, 4).cells)
                     for p in sources},
-        kernels={p.stem: trusted.hidden_kernels(p) for p in sources},
+        checks={p.stem: trusted.hidden_checks(p) for p in sources},
         secrets=set().union(*(feedback.notebook_hidden_lines(p) for p in sources)),
     )
     return course, sources
