@@ -255,7 +255,10 @@ def judge_accuracy(accuracy: Callable, logits: torch.Tensor, labels: torch.Tenso
     try:
         value = accuracy(logits, labels)
     except Exception as error:
-        raise AssertionError(f"{label} raised {type(error).__name__}: {error}") from None
+        hint = ""
+        if "must match the size" in str(error):
+            hint = " (one prediction per row: is the argmax over the classes, dim=1?)"
+        raise AssertionError(f"{label} raised {type(error).__name__}: {error}{hint}") from None
     if not (torch.equal(logits.detach(), before[0]) and torch.equal(labels, before[1])):
         raise AssertionError(f"{label} changed its inputs in place")
     kind = type(value).__name__
