@@ -368,7 +368,7 @@ def test_he_initialisation_is_shared_by_every_activation():
         weights[name] = [p.detach().clone() for p in model.parameters()]
         conv = model[3]
         fan_in = conv.in_channels * 9
-        assert abs(float(conv.weight.std()) / math.sqrt(2 / fan_in) - 1) < 0.1
+        assert abs(float(conv.weight.detach().std()) / math.sqrt(2 / fan_in) - 1) < 0.1
         assert torch.count_nonzero(conv.bias) == 0
     assert all(torch.equal(a, b) for a, b in zip(weights["sigmoid"], weights["relu"], strict=True))
     with pytest.raises(ValueError, match="unknown init"):
@@ -472,3 +472,11 @@ def test_a_linear_model_sees_nothing_in_mixed_polarity_and_something_in_light():
            for pol in ("mixed", "light")}
     torch.set_num_threads(threads)
     assert acc["mixed"] < 0.15 < acc["light"], acc
+
+
+def test_weight_change_measures_training_from_the_shared_start(small_comparison):
+    change = cnn.weight_change(small_comparison)
+    assert list(change) == ["sigmoid", "relu", "gelu"]
+    assert all(len(v) == 3 and all(c > 0 for c in v) for v in change.values())
+    starts = [small_comparison.initial_models[a][0].weight for a in ("sigmoid", "relu", "gelu")]
+    assert torch.equal(starts[0], starts[1]) and torch.equal(starts[1], starts[2])

@@ -16,6 +16,7 @@ environment variable NONLINEARITY_FULL=1 or `experiment_settings(full=True)`.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -318,6 +319,7 @@ class Comparison:
     data_source: str
     device: str
     models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+    initial_models: dict[str, nn.Module] = field(default_factory=dict, repr=False)  # before training
 
     @property
     def activations(self) -> list[str]:
@@ -421,11 +423,13 @@ def compare_activations(
     )
     c, h, _ = data.x_train.shape[1:]
     n_classes = len(data.classes)
-    runs, models = [], {}
+    runs, models, initial = [], {}, {}
     for name in activations:
         for seed in seeds:
             torch.manual_seed(seed)
             model = initialise(builder(name, c, n_classes, width=width, image_size=h), init)
+            if seed == seeds[0]:
+                initial[name] = copy.deepcopy(model).eval()
             run = train_run(model, tensors, activation=name, seed=seed, epochs=epochs,
                             batch_size=batch_size, lr=lr, target=target,
                             evals_per_epoch=evals_per_epoch, device=device, optimiser=optimiser,
@@ -441,7 +445,7 @@ def compare_activations(
                 "evals_per_epoch": evals_per_epoch, "n_train": len(data.x_train),
                 "n_test": len(data.x_test), "n_classes": n_classes, "optimiser": optimiser,
                 "init": init, "image_size": h}
-    return Comparison(runs, settings, data.source, str(device), models)
+    return Comparison(runs, settings, data.source, str(device), models, initial)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -846,6 +850,18 @@ def plot_filters(comparison: Comparison, activation: str, *, ax=None):
            xticks=[], yticks=[])
     ax.grid(False)
     return fig
+
+
+def weight_change(comparison: Comparison) -> dict[str, list[float]]:
+    """For each activation (first seed): how far each conv layer's weights moved in training,
+    ||W_end - W_start|| / ||W_start||, first layer first."""
+    out = {}
+    for name, end in comparison.models.items():
+        start = comparison.initial_models[name]
+        pairs = [(a.weight.detach().cpu(), b.weight.detach().cpu()) for a, b in
+                 zip(start.modules(), end.modules(), strict=True) if isinstance(a, nn.Conv2d)]
+        out[name] = [float((w1 - w0).norm() / w0.norm()) for w0, w1 in pairs]
+    return out
 
 
 def _activation_view(comparison: Comparison, activation: str):
