@@ -37,7 +37,8 @@ release: setup
 grade: setup
 	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT)
 
-# The self-study site: the executed course as static HTML in build/site/ (open build/site/index.html).
+# The self-study site: the executed course as a Sphinx book (MyST-NB, sphinx-book-theme) in build/site/
+# (open build/site/index.html). Notebooks are executed once into build/book-cache/; later builds take seconds.
 book: setup
 	$(BIN)/python -m autograder book
 
