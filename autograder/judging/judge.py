@@ -149,11 +149,11 @@ def _slope(kw):
     return kw.get("negative_slope", 0.01)
 
 
-def _explained(actual, variant, bad, dtype, x):
+def _explained(actual, variant, bad, dtype, x, atol=None):
     if variant is None:
         return False
     v = np.broadcast_to(np.asarray(variant, dtype=np.float64), np.shape(actual))
-    still_bad = _bad(actual, v, dtype)
+    still_bad = _bad(actual, v, dtype, atol=atol)
     return bool(bad.any() and not still_bad[bad].any())
 
 
@@ -209,7 +209,7 @@ def _elementwise_case(name, case, rec):
             return f"{name} should reach its limit at {_fmt(xv)}: {example}{also}"
         for message, variant in misconceptions.variants(name):
             v = _quiet(variant, xf, kw, reference)
-            if _explained(y, v, bad, dtype, xf):
+            if _explained(y, v, bad, dtype, xf, atol=case.atol):
                 text = misconceptions.message_text(message, kw)
                 return f"{text} (e.g. {example}; input: {case.label}){also}"
         if case.hint:

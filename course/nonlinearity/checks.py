@@ -152,7 +152,7 @@ def _compare(name, label, actual, expected, tol=TOL, kink=None, hint=None):
         i = int(np.flatnonzero(~ok.reshape(-1))[0])
         why = hint(actual, expected, ok) if hint else None
         raise AssertionError(
-            (f"{why}. " if why else "") +
+            (f"{why}{' ' if why.endswith(('?', '.', '!')) else '. '}" if why else "") +
             f"{label} should be {_round(expected)}, got {_round(actual)}: first difference at "
             f"position {i}: expected {float(expected.reshape(-1)[i])!r}, "
             f"got {float(actual.reshape(-1)[i])!r} "
