@@ -6,6 +6,12 @@ kernels, e.g. cross_entropy calling log_softmax), its kind ("wrong" or "correct"
 wrong one the words the hidden check's message must contain (the named misconception) and, in
 VISIBLE, the words of the visible check's message (what the student sees first).
 
+A wrong entry's `part` says which graded cell names its mistake: "math" (the kernel's exercise
+cell `test_<kernel>`: a mistake in the mathematics, shape, dtype, in-place change or
+vectorising) or "deeper" (its *going deeper* cell `test_<kernel>_deeper`: a numerics mistake,
+in DEEPER below). A numerics mistake keeps every mathematics point; a mathematics mistake may
+cost the going-deeper cell as well (a wrong formula is wrong at the extremes too).
+
 Used by tests/test_checks.py (directly against grade_kernel / check_kernel) and by
 tests/test_catalogue.py (through `python -m autograder grade` on notebooks).
 '''
@@ -43,10 +49,16 @@ class Entry:
     source: str  # the function as the student writes it (defines `kernel`)
     message: str = ""  # wrong entries: words the hidden check's message must contain
     visible: str = ""  # wrong entries the visible check catches: words its message must contain
+    part: str = "math"  # wrong entries: "math" or "deeper", the part whose cell names the mistake
 
     @property
     def id(self) -> str:
         return f"{self.kernel}-{self.label}"
+
+    @property
+    def cell(self) -> str:
+        """The grade cell that names a wrong entry's mistake."""
+        return f"test_{self.kernel}" + ("_deeper" if self.part == "deeper" else "")
 
 
 def _e(kernel, kind, label, source, message=""):
@@ -238,6 +250,9 @@ C += [
           body("leaky_relu_grad(x, negative_slope=0.01)",
                "return np.where(np.isnan(x), x, np.where(x > 0, x.dtype.type(1), "
                "x.dtype.type(-negative_slope)))")),
+    wrong("leaky_relu_grad", "nan-to-slope", "NaN must propagate",
+          body("leaky_relu_grad(x, negative_slope=0.01)",
+               "return np.where(x > 0, x.dtype.type(1), x.dtype.type(negative_slope))")),
     correct("leaky_relu_grad", "one-at-zero",
             body("leaky_relu_grad(x, negative_slope=0.01)",
                  "g = np.where(x >= 0, x.dtype.type(1), x.dtype.type(negative_slope))",
@@ -274,6 +289,15 @@ C += [
     wrong("gelu", "phi-only", "returned Phi(x)",
           "import math\n\nfrom scipy.special import erfc\n\n" + body(
               'gelu(x, approximate="none")', "return 0.5 * erfc(-x / math.sqrt(2))")),
+    wrong("gelu", "one-plus-erf", "1 + erf(x / sqrt(2)) cancels for very negative x",
+          "import math\n\nfrom scipy.special import erf\n\n" + body(
+              'gelu(x, approximate="none")',
+              'if approximate == "tanh":',
+              "    x = np.clip(x, -100.0, 100.0 if x.dtype == np.float32 else np.inf)",
+              "    u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)",
+              "    return x * (0.5 + 0.5 * np.tanh(u))",
+              "x_low = np.maximum(x, -40.0)",
+              "return 0.5 * x_low * (1 + erf(x_low / math.sqrt(2)))")),
     correct("gelu", "erfc-where", "import math\n\nfrom scipy.special import erfc\n\n" + body(
         'gelu(x, approximate="none")',
         "with np.errstate(invalid='ignore'):",
@@ -324,6 +348,14 @@ C += [
               "    " + _GELU_GRAD_TANH[-1].strip(),
               "density = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)",
               "return 0.5 * erfc(-x / math.sqrt(2)) + x * density")),
+    wrong("gelu_grad", "one-plus-erf", "1 + erf(x / sqrt(2)) cancels for very negative x",
+          "import math\n\nfrom scipy.special import erf\n\n" + body(
+              'gelu_grad(x, approximate="none")',
+              'if approximate == "tanh":',
+              *["    " + line for line in _GELU_GRAD_TANH],
+              "xm = np.clip(x, -40.0, 40.0)",
+              "tail = xm * np.exp(-0.5 * xm * xm) / math.sqrt(2 * math.pi)",
+              "return 0.5 * (1 + erf(x / math.sqrt(2))) + tail")),
     correct("gelu_grad", "ndtr", "import math\n\nfrom scipy.special import ndtr\n\n" + body(
         'gelu_grad(x, approximate="none")',
         'if approximate == "tanh":',
@@ -674,32 +706,35 @@ VISIBLE = {
     "relu-loop": "looks like a Python loop",
     "relu-list": "should return a numpy array",
     "relu-int-stays-int": "should give a float64 array",
-    "relu-abs": "wrong for x < 0",
+    "relu-abs": "relu returned |x|",
     "relu_grad-one-below-zero": "wrong for x < 0",
-    "relu_grad-sign": "wrong for x < 0",
+    "relu_grad-sign": "did you return the derivative of |x|?",
     "relu_grad-nan-to-zero": "NaN must propagate",
     "relu_grad-returns-relu": "the function itself, not its derivative",
     "relu_grad-bool": "came back as",
     "leaky_relu-wrong-sign": "has the wrong sign",
     "leaky_relu-fixed-slope": "ignores negative_slope",
     "leaky_relu-upcast": "came back as",
-    "leaky_relu-zero-below": "wrong for x < 0",
+    "leaky_relu-zero-below": "leaky_relu is 0 for x < 0",
     "leaky_relu-in-place": "in place",
-    "leaky_relu_grad-zero-below": "wrong for x <= 0",
+    "leaky_relu_grad-zero-below": "leaky_relu_grad is 0 for x < 0",
     "leaky_relu_grad-slope-times-x": "wrong for x <= 0",
     "leaky_relu_grad-loop": "looks like a Python loop",
     "leaky_relu_grad-fixed-slope": "ignores negative_slope",
     "leaky_relu_grad-wrong-sign": "has the wrong sign",
+    "leaky_relu_grad-nan-to-slope": "NaN must propagate",
     "gelu-tanh-for-exact": "not the tanh approximation",
-    "gelu-exact-for-tanh": "ignores approximate",
+    "gelu-exact-for-tanh": "should use the tanh approximation",
     "gelu-no-sqrt2": "needs the 1/sqrt(2)",
     "gelu-nan-at-minus-inf": "invalid value encountered",
     "gelu-sigmoid-approx": "sigmoid approximation",
     "gelu-phi-only": "returned Phi(x)",
+    "gelu-one-plus-erf": "1 + erf(x / sqrt(2)) cancels",
     "gelu_grad-tanh-for-exact": "not the tanh approximation",
     "gelu_grad-no-product-rule": "missing the x * phi(x) term",
     "gelu_grad-returns-gelu": "the function itself, not its derivative",
     "gelu_grad-nan-at-inf": "invalid value encountered",
+    "gelu_grad-one-plus-erf": "1 + erf(x / sqrt(2)) cancels",
     "silu-naive-exp": "invalid value encountered",
     "silu-returns-sigmoid": "silu returned sigmoid(x)",
     "silu-upcast": "came back as",
@@ -714,7 +749,7 @@ VISIBLE = {
     "sigmoid-where-both-branches": "invalid value encountered",
     "sigmoid-in-place": "in place",
     "sigmoid-loop": "looks like a Python loop",
-    "sigmoid-decreasing": "check the sign inside",
+    "sigmoid-decreasing": "Check the sign inside",
     "sigmoid-upcast": "came back as",
     "sigmoid_grad-returns-sigmoid": "the function itself, not its derivative",
     "sigmoid_grad-naive-exp": "overflow encountered in exp",
@@ -757,7 +792,20 @@ VISIBLE = {
 }
 
 
-CATALOGUE: list[Entry] = [replace(e, visible=VISIBLE.get(e.id, "")) for e in C]
+# Numerics mistakes: the kernel's mathematics is right (full marks on its exercise cell), its
+# going-deeper cell names the mistake.
+DEEPER = {
+    "relu-nan-to-zero", "relu_grad-nan-to-zero", "leaky_relu_grad-nan-to-slope",
+    "gelu-nan-at-minus-inf", "gelu-one-plus-erf", "gelu_grad-nan-at-inf",
+    "gelu_grad-one-plus-erf", "silu-naive-exp", "silu_grad-naive-exp",
+    "sigmoid-naive-exp", "sigmoid-where-both-branches", "sigmoid_grad-naive-exp",
+    "tanh-naive-exp", "tanh-one-sided-exp", "tanh_grad-cosh",
+    "softmax-naive-exp", "log_softmax-log-of-softmax", "log_softmax-no-shift",
+    "cross_entropy-log-of-softmax",
+}
+
+CATALOGUE: list[Entry] = [replace(e, visible=VISIBLE.get(e.id, ""),
+                                  part="deeper" if e.id in DEEPER else "math") for e in C]
 WRONG = [e for e in CATALOGUE if e.kind == "wrong"]
 CORRECT = [e for e in CATALOGUE if e.kind == "correct"]
 

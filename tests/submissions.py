@@ -701,7 +701,7 @@ def expect(*status: str, zero=(), full=REST) -> Expect:
 
 OK_FULL = expect("ok")
 INVALID = expect("invalid", zero=ALL, full=())
-RELU_ZERO = ("test_relu",)
+RELU_ZERO = ("test_relu", "test_relu_deeper")  # a wrong relu is wrong at the extremes too
 
 
 @dataclass(frozen=True)
@@ -838,10 +838,12 @@ CASES: list[Case] = [
     _relu_case("exit_os", "relu calls os._exit(0) on hidden-test-sized input", _p(EXIT_OS),
                ("crashed", "flagged"), full=(),
                note="the kernel dies mid-test; flagged if the grader reads os._exit as an attempt"),
+    # relu is right on the small inputs of its going-deeper cell (test_relu_deeper keeps its point)
     _relu_case("exit_sys", "relu calls sys.exit(0) on hidden-test-sized input", _p(EXIT_SYS),
-               ("flagged", "ok"), note="SystemExit is an error output of the test cell"),
+               ("flagged", "ok"), zero=("test_relu",),
+               note="SystemExit is an error output of the test cell"),
     _relu_case("raise_interrupt", "relu raises KeyboardInterrupt on hidden-test-sized input",
-               _p(RAISE_INTERRUPT), ("flagged", "ok")),
+               _p(RAISE_INTERRUPT), ("flagged", "ok"), zero=("test_relu",)),
     _relu_case("reference_import", "`from autograder.judging.reference import relu` (wrong fallback)",
                _p(REFERENCE_IMPORT), ("flagged",)),
     _relu_case("reference_sys_modules", "relu calls sys.modules['autograder.judging.reference'].relu",

@@ -7,13 +7,16 @@ left in that notebook calls a replaced kernel (cross_entropy's solution calls lo
 replaced log_softmax comes with a self-contained correct cross_entropy). The class is graded once
 with `python -m autograder grade --workers 2`, then:
 
-* every wrong entry loses points on its own grade cell and nowhere else, every correct entry
-  keeps full marks (the catch rate must be 100 %, the false-fail rate 0 %);
+* every wrong entry loses points on the grade cell that names its mistake (`Entry.cell`: the
+  kernel's mathematics cell `test_<kernel>`, or its going-deeper cell `test_<kernel>_deeper` for
+  a numerics mistake), a numerics mistake keeps every mathematics point, a mathematics mistake
+  may cost its own kernel's going-deeper cell too and nothing else; every correct entry keeps
+  full marks (the catch rate must be 100 %, the false-fail rate 0 %);
 * the student's feedback page shows the diagnostic message for each wrong entry: the visible
   check's (it runs first in the grade cell) when it catches the entry, else the hidden one's;
 * (fast, no pipeline) the visible checks alone catch at least VISIBLE_FLOOR of the wrong entries.
 
-Slow: 53 notebooks are executed (about 4 minutes on 2 cores).
+Slow: 54 notebooks are executed (about 4 minutes on 2 idle cores).
 """
 from __future__ import annotations
 
@@ -111,15 +114,16 @@ def write_notebook(notebook: str, slot: dict, dest: Path) -> None:
 
 
 def first_message(entry) -> str:
-    """The message a student sees first: the visible check's, else the hidden check's."""
+    """The message a student sees first in the cell that names the mistake: the visible
+    check's, else the hidden check's."""
     fn = load(entry)
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         try:
-            check_kernel(entry.kernel, fn)
+            check_kernel(entry.kernel, fn, part=entry.part)
         except Exception as exc:  # noqa: BLE001 - any failure of the visible check is shown
             return str(exc)
         try:
-            grade_kernel(entry.kernel, fn)
+            grade_kernel(entry.kernel, fn, part=entry.part)
         except AssertionError as exc:
             return str(exc)
     return ""
@@ -145,17 +149,29 @@ def graded(tmp_path_factory):
             "stderr": proc.stderr}
 
 
+def _allowed(entry) -> set[str]:
+    """The cells a wrong entry may cost: the one naming its mistake, and for a mathematics
+    mistake its kernel's going-deeper cell (a wrong formula is wrong at the extremes too)."""
+    if entry.kind != "wrong":
+        return set()
+    return {entry.cell} | ({f"test_{entry.kernel}_deeper"} if entry.part == "math" else set())
+
+
 def _outcomes(graded):
-    """entry id -> (lost points on its own cell, cells elsewhere that lost points)."""
+    """entry id -> (lost points on its own cell(s), cells elsewhere that lost points)."""
     result = {}
     for student, (notebook, slot) in graded["plan"].items():
         full = graded["max"][notebook]
         lost = {gid for gid, pts in full.items()
                 if graded["cells"].get((student, notebook, gid), 0.0) < pts}
-        expected = {f"test_{k}" for k, e in slot.items() if e.kind == "wrong"}
-        for kernel, entry in slot.items():
-            own = f"test_{kernel}"
-            result.setdefault(entry.id, []).append((own in lost, sorted(lost - expected)))
+        expected = set().union(*(_allowed(e) for e in slot.values()))
+        for entry in slot.values():
+            own = entry.cell if entry.kind == "wrong" else f"test_{entry.kernel}"
+            if entry.kind == "correct":  # a correct entry loses nothing of its own kernel
+                own_lost = bool({own, f"{own}_deeper"} & lost)
+            else:
+                own_lost = own in lost
+            result.setdefault(entry.id, []).append((own_lost, sorted(lost - expected)))
     return result
 
 

@@ -14,7 +14,7 @@ import pytest
 from catalogue import CATALOGUE, CORRECT, WRONG, load
 
 from autograder.judging import reference as R
-from autograder.recorders.kernels import KERNELS, LOOP_MESSAGE, grade_kernel
+from autograder.recorders.kernels import KERNELS, LOOP_MESSAGE, PARTS, battery, grade_kernel
 from nonlinearity.checks import check_kernel
 
 
@@ -26,16 +26,28 @@ def _f(x):
 @pytest.mark.parametrize("name", KERNELS)
 def test_reference_passes_hidden_checks(name, capfd):
     grade_kernel(name, getattr(R, name))
+    for part in PARTS:
+        grade_kernel(name, getattr(R, name), part=part)
+        check_kernel(name, getattr(R, name), part=part)
     out, err = capfd.readouterr()
     assert err == ""
 
 
 @pytest.mark.parametrize("name", KERNELS)
-def test_reference_passes_visible_checks(name, capfd):
-    check_kernel(name, getattr(R, name))
-    out, err = capfd.readouterr()
-    assert out.strip().startswith(f"{name}: ") and out.strip().endswith("visible checks passed")
-    assert err == ""
+def test_parts_split_the_battery(name):
+    """math + deeper = the whole battery; the speed test runs once, with the mathematics; the
+    mathematics sees ordinary inputs only (finite, |x| <= 50)."""
+    whole = battery(name)
+    math_, deeper = battery(name, "math"), battery(name, "deeper")
+    labels = [c.label for c in whole.cases]
+    assert sorted(labels) == sorted([c.label for c in math_.cases + deeper.cases])
+    assert math_.cases and deeper.speed is None
+    assert (math_.speed is None) == (whole.speed is None)
+    if name in ("collapse_linear", "dead_fraction"):
+        return
+    for case in math_.cases:
+        x = np.asarray(case.args[0], dtype=np.float64)
+        assert np.all(np.isfinite(x)) and np.all(np.abs(x) <= 50), (name, case.label)
 
 
 @pytest.mark.parametrize("entry", CORRECT, ids=lambda e: e.id)
@@ -48,15 +60,33 @@ def test_correct_but_different_passes(entry, capfd):
 
 @pytest.mark.parametrize("entry", WRONG, ids=lambda e: e.id)
 def test_wrong_implementation_fails_with_named_message(entry, capfd):
+    """In the part whose cell names the mistake (entry.part), hidden and visible checks."""
     fn = load(entry)
     with pytest.raises(AssertionError) as info:
-        grade_kernel(entry.kernel, fn)
+        grade_kernel(entry.kernel, fn, part=entry.part)
     assert entry.message in str(info.value), str(info.value)
     if entry.visible:
         with pytest.raises(AssertionError) as info:
-            check_kernel(entry.kernel, fn)
+            check_kernel(entry.kernel, fn, part=entry.part)
         assert entry.visible in str(info.value), str(info.value)
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("entry", [e for e in WRONG if e.part == "deeper"], ids=lambda e: e.id)
+def test_numerics_mistakes_keep_the_mathematics_points(entry, capfd):
+    """Mathematically right, numerically fragile: full marks on the mathematics."""
+    fn = load(entry)
+    grade_kernel(entry.kernel, fn, part="math")
+    check_kernel(entry.kernel, fn, part="math")
+    assert capfd.readouterr().err == ""
+
+
+def test_each_notebook_has_numerically_fragile_entries():
+    """Every activation notebook's going-deeper part is exercised by the catalogue."""
+    from catalogue import NOTEBOOK
+
+    fragile = {NOTEBOOK[e.kernel] for e in WRONG if e.part == "deeper"}
+    assert fragile >= {"02_relu", "03_smooth", "04_sigmoid_tanh", "05_softmax"}
 
 
 def test_catalogue_covers_every_kernel():

@@ -89,13 +89,50 @@ def test_hidden_checks_map_grade_cells_to_kernels():
     relu = [p for p in SOLUTION_NOTEBOOKS if p.stem == "02_relu"]
     if not relu:
         pytest.skip("no 02_relu solution notebook")
+    kernels = ["relu", "relu_grad", "leaky_relu", "leaky_relu_grad"]
     checks = trusted.hidden_checks(relu[0])
     kernel_cells = {grade_id: names for grade_id, names in checks.items()
                     if not any(isinstance(n, trusted.Answer) for n in names)}
     assert kernel_cells == {
-        "test_relu": ["relu"], "test_relu_grad": ["relu_grad"],
-        "test_leaky_relu": ["leaky_relu"], "test_leaky_relu_grad": ["leaky_relu_grad"]}
+        **{f"test_{k}": [trusted.Kernel(k, "math")] for k in kernels},
+        **{f"test_{k}_deeper": [trusted.Kernel(k, "deeper")] for k in kernels}}
     assert checks["test_q02_1"] == [trusted.Answer("q02_1", -1.0, None, 1e-6)]
+
+
+def test_the_part_is_read_from_the_solution_and_judged_alone(tmp_path):
+    """A numerically fragile kernel: its mathematics records pass, its going-deeper ones fail;
+    each part is saved under its own name, and the trusted side judges the subset the solution
+    notebook's hidden call names (not whatever the kernel recorded)."""
+    def fragile(x):
+        x = np.asarray(x, dtype=float) if np.asarray(x).dtype != np.float32 else np.asarray(x)
+        return 1 / (1 + np.exp(-x))
+
+    for part in ("math", "deeper"):
+        recs, speed = hidden.run(fragile, hidden.battery("sigmoid", part))
+        hidden.save_records(tmp_path, hidden.record_name("sigmoid", part), recs, speed)
+    assert trusted.judge_kernel(tmp_path, "sigmoid", "math") is None
+    assert "overflow" in trusted.judge_kernel(tmp_path, "sigmoid", "deeper")
+    assert "did not run to the end" in trusted.judge_kernel(tmp_path, "sigmoid")
+    # records of the mathematics offered as the going-deeper ones: refused
+    for suffix in ("json", "npz"):
+        (tmp_path / f"sigmoid.deeper.{suffix}").write_bytes(
+            (tmp_path / f"sigmoid.math.{suffix}").read_bytes())
+    assert trusted.judge_kernel(tmp_path, "sigmoid", "deeper")
+    verdicts = trusted.judge_cells(tmp_path, {"a": [trusted.Kernel("sigmoid", "math")]})
+    assert verdicts == {"a": None}
+
+
+def test_hidden_checks_read_each_calls_part(tmp_path):
+    cell = nbformat.v4.new_code_cell(
+        'check_kernel("gelu", gelu, part="deeper")\n### BEGIN HIDDEN TESTS\n'
+        'grade_kernel("gelu", gelu, part="deeper")\ngrade_kernel("gelu_grad", gelu_grad)\n'
+        "### END HIDDEN TESTS")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "t", "locked": True, "points": 1,
+                                 "solution": False, "schema_version": 3}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    assert trusted.hidden_checks(path) == {
+        "t": [trusted.Kernel("gelu", "deeper"), trusted.Kernel("gelu_grad", None)]}
 
 
 # ---------------------------------------------------------------- flags

@@ -22,6 +22,7 @@ from autograder.recorders.kernels import (
     SPEED_FACTOR,
     SPEED_SLACK_S,
 )
+from nonlinearity import misconceptions
 
 # ---------------------------------------------------------------------------------------------
 # Judge: compare the records with the reference (trusted side)
@@ -68,9 +69,11 @@ def _out_dtype(x):
     return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _bad(actual, expected, dtype, lo=None, hi=None):
-    """Mask of positions where actual is not within tolerance of expected."""
-    rtol, atol = RTOL[np.dtype(dtype)], ATOL[np.dtype(dtype)]
+def _bad(actual, expected, dtype, lo=None, hi=None, atol=None):
+    """Mask of positions where actual is not within tolerance of expected (atol: None for the
+    dtype's ATOL, 0 where relative accuracy is required)."""
+    rtol = RTOL[np.dtype(dtype)]
+    atol = ATOL[np.dtype(dtype)] if atol is None else atol
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -103,11 +106,9 @@ def _common(name, case, rec, what="x"):
         if any(k in case.label for k in ("Python float", "Python int", "list", "0-d")):
             hint = " (accept array-likes: start with np.asarray)"
         if name in ("softmax", "log_softmax") and "could not be broadcast" in rec.error:
-            hint = (" — did you forget keepdims=True? A sum or max along `axis` drops that "
-                    "dimension, so it no longer lines up with x")
+            hint = f" — {misconceptions.KEEPDIMS}"
         if name == "collapse_linear" and "matmul" in rec.error:
-            hint = (" — the matrix shapes do not fit: are the weights multiplied in the wrong "
-                    "order? The last layer acts last")
+            hint = f" — {misconceptions.WRONG_ORDER}"
         return f"{name} raised {rec.error} for {case.label}{hint}"
     if rec.mutated:
         return f"{name}({what}) modified its input in place (for {case.label}): work on a copy"
@@ -138,129 +139,21 @@ WARNING_HINTS = {
 }
 
 
-# Misconceptions: (message, variant). A variant computes the wrong answer the misconception
-# produces; when the student's output matches it at every failing position, the message names it.
-R = reference
+# Misconceptions: the wrong-variant formulas live in the course package
+# (nonlinearity.misconceptions), shared with the visible checks; here `reference` stands in for
+# the correct kernels they build on. When the student's output matches a variant at every
+# failing position, the message names that misconception.
 
 
 def _slope(kw):
     return kw.get("negative_slope", 0.01)
 
 
-def _other_approx(kw):
-    return "tanh" if kw.get("approximate", "none") == "none" else "none"
-
-
-def _gelu_approx_message(name):
-    def message(kw):
-        if kw.get("approximate", "none") == "none":
-            return (f"{name}(x) with approximate='none' should use the exact normal CDF (erf), "
-                    "not the tanh approximation")
-        return f"{name}(x, approximate='tanh') should use the tanh approximation"
-    return message
-
-
-def _sig(x):
-    return R.sigmoid(x)
-
-
-MISCONCEPTIONS = {
-    "relu": [
-        ("relu returned x unchanged for x < 0: negative inputs give 0", lambda x, kw: x),
-        ("relu returned |x|: negative inputs give 0, not -x", lambda x, kw: np.abs(x)),
-    ],
-    "relu_grad": [
-        ("relu_grad: expected 0 for x < 0, got -1 — did you return the derivative of |x|?",
-         lambda x, kw: np.sign(x)),
-        ("relu_grad is 1 for x < 0: the slope of max(0, x) is 0 there",
-         lambda x, kw: np.where(x < 0, 1.0, R.relu_grad(x))),
-        ("relu_grad returned relu(x), the function itself, not its derivative",
-         lambda x, kw: R.relu(x)),
-    ],
-    "leaky_relu": [
-        ("leaky_relu has the wrong sign for x < 0: there it is negative_slope * x",
-         lambda x, kw: np.where(x < 0, -_slope(kw) * x, x)),
-        (lambda kw: f"leaky_relu ignores negative_slope: called with negative_slope="
-                    f"{_slope(kw)} it used the default 0.01",
-         lambda x, kw: R.leaky_relu(x) if _slope(kw) != 0.01 else None),
-        ("leaky_relu is 0 for x < 0: that is relu; below 0 it is negative_slope * x",
-         lambda x, kw: R.relu(x) if _slope(kw) != 0 else None),
-    ],
-    "leaky_relu_grad": [
-        ("leaky_relu_grad for x < 0 should be the constant negative_slope, not negative_slope * x",
-         lambda x, kw: np.where(x < 0, _slope(kw) * x, R.leaky_relu_grad(x, _slope(kw)))),
-        ("leaky_relu_grad is 0 for x < 0: below 0 the slope is negative_slope",
-         lambda x, kw: R.relu_grad(x) if _slope(kw) != 0 else None),
-        ("leaky_relu_grad has the wrong sign for x < 0: the slope there is +negative_slope",
-         lambda x, kw: np.where(x < 0, -_slope(kw), R.leaky_relu_grad(x, _slope(kw)))),
-        (lambda kw: f"leaky_relu_grad ignores negative_slope: called with negative_slope="
-                    f"{_slope(kw)} it used the default 0.01",
-         lambda x, kw: R.leaky_relu_grad(x) if _slope(kw) != 0.01 else None),
-        ("leaky_relu_grad is 1 for x < 0: below 0 the slope is negative_slope",
-         lambda x, kw: np.where(x < 0, 1.0, R.leaky_relu_grad(x, _slope(kw)))),
-    ],
-    "gelu": [
-        (_gelu_approx_message("gelu"), lambda x, kw: R.gelu(x, approximate=_other_approx(kw))),
-        ("gelu: that is the sigmoid approximation x * sigmoid(1.702 x), not GELU",
-         lambda x, kw: x * _sig(1.702 * x)),
-        ("gelu: Phi(x) = (1 + erf(x / sqrt(2))) / 2 — the argument of erf needs the 1/sqrt(2)",
-         lambda x, kw: 0.5 * x * (1 + _erf(x))),
-        ("gelu returned Phi(x), the normal CDF; GELU is x * Phi(x)",
-         lambda x, kw: 0.5 * (1 + _erf(x / np.sqrt(2)))),
-    ],
-    "gelu_grad": [
-        (_gelu_approx_message("gelu_grad"),
-         lambda x, kw: R.gelu_grad(x, approximate=_other_approx(kw))),
-        ("gelu_grad is missing the x * phi(x) term of the product rule",
-         lambda x, kw: 0.5 * (1 + _erf(x / np.sqrt(2)))),
-        ("gelu_grad returned gelu(x), the function itself, not its derivative",
-         lambda x, kw: R.gelu(x, **kw)),
-    ],
-    "silu": [
-        ("silu returned sigmoid(x): SiLU is x * sigmoid(x)", lambda x, kw: _sig(x)),
-    ],
-    "silu_grad": [
-        ("silu_grad returned sigmoid(x): the product rule gives a second term",
-         lambda x, kw: _sig(x)),
-        ("silu_grad returned sigmoid'(x) only: the product rule also gives sigmoid(x)",
-         lambda x, kw: R.sigmoid_grad(x)),
-        ("silu_grad returned silu(x), the function itself, not its derivative",
-         lambda x, kw: R.silu(x)),
-    ],
-    "sigmoid": [
-        ("sigmoid is decreasing: exp(x) where exp(-x) belongs?", lambda x, kw: _sig(-x)),
-    ],
-    "sigmoid_grad": [
-        ("sigmoid_grad returned sigmoid(x), the function itself, not its derivative",
-         lambda x, kw: _sig(x)),
-        ("sigmoid_grad returned 1 - sigmoid(x): the derivative is a product of two factors",
-         lambda x, kw: 1 - _sig(x)),
-        ("sigmoid_grad has the wrong sign: sigmoid is increasing, so its derivative "
-         "sigmoid(x) * (1 - sigmoid(x)) is >= 0", lambda x, kw: -R.sigmoid_grad(x)),
-    ],
-    "tanh": [],
-    "tanh_grad": [
-        ("tanh_grad returned 1 - tanh(x): did you forget the square?",
-         lambda x, kw: 1 - np.tanh(x)),
-        ("tanh_grad returned tanh(x), the function itself, not its derivative",
-         lambda x, kw: np.tanh(x)),
-        ("tanh_grad returned sigmoid_grad(x): tanh' = 1 - tanh(x)**2",
-         lambda x, kw: R.sigmoid_grad(x)),
-    ],
-}
-
-
-def _erf(x):
-    from scipy import special  # the reference depends on scipy anyway
-
-    return special.erf(x)
-
-
-def _explained(actual, variant, bad, dtype, x):
+def _explained(actual, variant, bad, dtype, x, atol=None):
     if variant is None:
         return False
     v = np.broadcast_to(np.asarray(variant, dtype=np.float64), np.shape(actual))
-    still_bad = _bad(actual, v, dtype)
+    still_bad = _bad(actual, v, dtype, atol=atol)
     return bool(bad.any() and not still_bad[bad].any())
 
 
@@ -302,7 +195,7 @@ def _elementwise_case(name, case, rec):
     else:
         expected = _quiet(getattr(reference, name), np.array(xf, dtype=dtype), **kw)
     lo, hi = _kink_bounds(name, xf, kw)
-    bad = _bad(y, expected, dtype, lo, hi)
+    bad = _bad(y, expected, dtype, lo, hi, atol=case.atol)
     if bad.any():
         i = int(np.flatnonzero(bad.reshape(-1))[0])
         xv, ev, av = xf.reshape(-1)[i], expected.reshape(-1)[i], y.reshape(-1)[i]
@@ -314,11 +207,13 @@ def _elementwise_case(name, case, rec):
                     f"NaN){also}")
         if np.isinf(xv):
             return f"{name} should reach its limit at {_fmt(xv)}: {example}{also}"
-        for message, variant in MISCONCEPTIONS.get(name, []):
-            v = _quiet(variant, xf, kw)
-            if _explained(y, v, bad, dtype, xf):
-                text = message(kw) if callable(message) else message
+        for message, variant in misconceptions.variants(name):
+            v = _quiet(variant, xf, kw, reference)
+            if _explained(y, v, bad, dtype, xf, atol=case.atol):
+                text = misconceptions.message_text(message, kw)
                 return f"{text} (e.g. {example}; input: {case.label}){also}"
+        if case.hint:
+            return f"{name} is not accurate for {case.label}: {example}: {case.hint}{also}"
         if not np.isfinite(av) and np.isfinite(ev):
             return f"{name} is not stable: {example} for {case.label}{also}"
         if dtype == np.float64 and not _bad(y, expected, np.float32)[bad].any():
@@ -365,8 +260,7 @@ def _softmax_case(name, case, rec):
                     f"({case.label}, {example})")
         probs = y if name == "softmax" else _quiet(np.exp, y.astype(np.float64))
         if name == "log_softmax" and np.all(y[finite] >= 0) and np.any(y[finite] > 0):
-            return (f"log_softmax returned probabilities (values > 0); it should return their "
-                    f"logarithm ({case.label}, {example})")
+            return f"{misconceptions.LOG_SOFTMAX_PROBS} ({case.label}, {example})"
         if x.ndim >= 2 and x.size and np.all(np.isfinite(x)):
             sums = np.sum(probs, axis=axis)
             if not np.allclose(sums, 1, rtol=1e-6):
@@ -407,20 +301,12 @@ def _cross_entropy_case(name, case, rec):
         val = float(y)
         example = f"got {val!r}, expected {expected!r}"
         also = f"; it also raised {rec.warnings[0]}" if rec.warnings else ""
-        n = len(targets)
-        logp = _quiet(reference.log_softmax, logits.astype(np.float64))
         if (not np.isfinite(val)) or any("overflow" in w or "divide" in w for w in rec.warnings):
             return (f"cross_entropy is unstable for large logits: compute it from log_softmax "
                     f"(the log-sum-exp form), not log(softmax) ({case.label}: {example}){also}")
-        if n > 1 and not _bad(y, n * expected, dtype).any():
-            return (f"cross_entropy should be the mean, not the sum, over the batch "
-                    f"({case.label}: {example})")
-        if not _bad(y, -expected, dtype).any() and expected != 0:
-            return (f"cross_entropy is the NEGATIVE log-likelihood: the sign is flipped "
-                    f"({case.label}: {example})")
-        if n > 1 and not _bad(y, -np.mean(logp[:, targets]), dtype).any():
-            return (f"cross_entropy: pick each sample's own target (row i, column targets[i]), "
-                    f"not every target for every row ({case.label}: {example})")
+        for message, wrong in _quiet(misconceptions.cross_entropy_variants, logits, targets):
+            if not _bad(y, wrong, dtype).any():
+                return f"{message} ({case.label}: {example})"
         return f"cross_entropy gives a wrong value for {case.label}: {example}{also}"
     if rec.warnings:
         return _warning_message(name, case, rec)
@@ -486,8 +372,7 @@ def _collapse_case(name, case, rec):
             return (f"collapse_linear: b is the sum of the biases, but earlier biases also pass "
                     f"through the later layers' weights ({where})")
         if np.allclose(b, bs[-1]) and len(bs) > 1:
-            return (f"collapse_linear: b keeps only the last layer's bias; earlier biases pass "
-                    f"through the later layers ({where})")
+            return f"{misconceptions.LAST_BIAS_ONLY} ({where})"
         return f"collapse_linear: W is right but b is not ({where})"
     return f"collapse_linear: W is wrong ({where})"
 
@@ -510,22 +395,8 @@ def _dead_case(name, case, rec):
             return _warning_message(name, case, rec)
         return None
     example = f"got {val!r}, expected {expected!r} for {case.label}"
-    n_units = p.shape[1]
-    variants = [
-        ("dead_fraction should be a fraction in [0, 1], not a count of dead units",
-         np.sum(np.all(p <= 0, axis=0))),
-        ("a pre-activation of exactly 0 counts as dead (ReLU gives 0 and passes no gradient): "
-         "use <= 0, not < 0", np.mean(np.all(p < 0, axis=0))),
-        ("a unit is dead only if its pre-activation is <= 0 for EVERY sample, not for some sample",
-         np.mean(np.any(p <= 0, axis=0))),
-        ("dead_fraction is a fraction of units, not of entries", np.mean(p <= 0)),
-        ("reduce over the samples (axis 0): rows are samples, columns are units",
-         np.mean(np.all(p <= 0, axis=1))),
-        ("dead_fraction should be the fraction of DEAD units, not of live ones",
-         1 - expected),
-    ]
-    for message, wrong in variants:
-        if abs(val - float(wrong)) <= 1e-12 and (n_units > 1 or "units" not in message):
+    for message, wrong in misconceptions.dead_fraction_variants(p, expected):
+        if abs(val - float(wrong)) <= 1e-12:
             return f"{message} ({example})"
     if not 0 <= val <= 1:
         return f"dead_fraction should be a fraction in [0, 1] ({example})"

@@ -1,6 +1,9 @@
 """The trusted half of grading: judge what the sandboxed kernels recorded.
 
-A grade cell's hidden tests call `grade_kernel("relu", relu)`. Inside the sandbox that call only
+A grade cell's hidden tests call `grade_kernel("relu", relu)`, or `grade_kernel("relu", relu,
+part="math")` / `part="deeper"` for one part of the battery (the mathematics, or the numerics of
+a *going deeper* section); the part is read here from the solution notebook's source, so the
+trusted side judges the same subset the cell asks for. Inside the sandbox that call only
 saves what the student's kernel returned (autograder.recorders.kernels.save_records); nothing the student's
 code does in the kernel (monkeypatching numpy or our checks, IPython hooks, lying objects) can
 change a verdict reached here, in the grader's own process, with its own numpy and the reference.
@@ -26,6 +29,25 @@ from autograder.pipeline.feedback import hidden_lines
 from autograder.recorders import answers, kernels, models
 
 HIDDEN_CALL = re.compile(r"""(grade_kernel|grade_function)\(\s*["'](\w+)["']""")
+PART = re.compile(r"""\bpart\s*=\s*["'](\w+)["']""")
+
+
+class Kernel(NamedTuple):
+    """A kernel check of a grade cell: `grade_kernel(name, fn, part=part)` (part None: all)."""
+
+    name: str
+    part: str | None = None
+
+
+def _kernel_checks(hidden: str) -> list[Kernel]:
+    """The `grade_kernel(...)` calls in hidden test lines, with the part each one asks for."""
+    found = []
+    for line in hidden.splitlines():
+        for func, name in HIDDEN_CALL.findall(line):
+            if func == "grade_kernel":
+                part = PART.search(line)
+                found.append(Kernel(name, part.group(1) if part else None))
+    return found
 
 
 class Answer(NamedTuple):
@@ -49,37 +71,41 @@ def _answer_keys(hidden: str) -> list[Answer]:
     return keys
 
 
-def hidden_checks(solution: Path) -> dict[str, list[str | Answer]]:
-    """grade_id -> what its hidden tests judge: kernel and model-exercise names, and answer keys
-    (cells with none are left out)."""
+def hidden_checks(solution: Path) -> dict[str, list[Kernel | str | Answer]]:
+    """grade_id -> what its hidden tests judge: kernels (with their part), model-exercise names,
+    and answer keys (cells with none are left out)."""
     found = {}
     for cell in nbformat.read(solution, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade"):
             hidden = "\n".join(hidden_lines(cell.source))
             names = [name for func, name in HIDDEN_CALL.findall(hidden)
-                     if func == "grade_kernel" or name in models.REPLAYABLE]
-            checks = names + _answer_keys(hidden)
+                     if func == "grade_function" and name in models.REPLAYABLE]
+            checks = _kernel_checks(hidden) + names + _answer_keys(hidden)
             if checks:
                 found[meta["grade_id"]] = checks
     return found
 
 
 @functools.cache
-def _battery(name: str):
-    return kernels.battery(name)
+def _battery(name: str, part: str | None = None):
+    return kernels.battery(name, part)
 
 
-def judge_kernel(records: Path, name: str) -> str | None:
-    """None if the records of kernel `name` in folder `records` pass, else the message."""
+def judge_kernel(records: Path, name: str, part: str | None = None) -> str | None:
+    """None if the records of kernel `name` (for `part`, None: all) in folder `records` pass,
+    else the message."""
     if name in models.REPLAYABLE:  # a model exercise: its check replayed on the recording
         return models.replay(records, name)
     try:
-        recs, speed = kernels.load_records(records, name)
-    except kernels.RecordsError as err:
+        bat = _battery(name, part)
+        recs, speed = kernels.load_records(records, kernels.record_name(name, part))
+    except (kernels.RecordsError, ValueError) as err:
         return str(err)
+    if len(recs) != len(bat.cases):
+        return f"the hidden checks of {name} recorded {len(recs)} results for {len(bat.cases)} inputs"
     try:
-        return judge(name, _battery(name), recs, speed)
+        return judge(name, bat, recs, speed)
     except Exception as err:  # noqa: BLE001 - records that break the judge are wrong records
         return f"the outputs of {name} could not be checked ({type(err).__name__}: {err})"
 
@@ -93,11 +119,15 @@ def judge_answer(records: Path, key: Answer) -> str | None:
     return answers.compare(key.question, answer, key.expected, key.rel_tol, key.abs_tol)
 
 
-def judge_check(records: Path, check: str | Answer) -> str | None:
-    return judge_answer(records, check) if isinstance(check, Answer) else judge_kernel(records, check)
+def judge_check(records: Path, check: Kernel | str | Answer) -> str | None:
+    if isinstance(check, Answer):
+        return judge_answer(records, check)
+    if isinstance(check, Kernel):
+        return judge_kernel(records, check.name, check.part)
+    return judge_kernel(records, check)
 
 
-def judge_cells(records: Path, checks: dict[str, list[str | Answer]]) -> dict[str, str | None]:
+def judge_cells(records: Path, checks: dict[str, list[Kernel | str | Answer]]) -> dict[str, str | None]:
     """grade_id -> None (every check of the cell passed) or the first failure message."""
     verdicts = {}
     for grade_id, cell_checks in checks.items():

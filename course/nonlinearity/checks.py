@@ -1,4 +1,8 @@
-"""Visible checks for the notebooks' exercises: `check_kernel(name, fn)`.
+"""Visible checks for the notebooks' exercises: `check_kernel(name, fn, part=None)`.
+
+`part="math"` checks the mathematics (values, shape, dtype, no in-place change, vectorised, on
+ordinary inputs); `part="deeper"` the numerics of the *going deeper* sections (large |x|,
+extreme logits, ±inf and NaN, very negative x for the exact GELU); None both.
 
 Each check compares your kernel with torch (torch.nn.functional for values, torch.autograd for
 derivatives) or with a simple fact (a limit, a shape, a dtype) and raises AssertionError with a
@@ -12,6 +16,9 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import special
+
+from nonlinearity import misconceptions
 
 TOL = 1e-12  # differences allowed against torch in float64
 INF = float("inf")
@@ -145,7 +152,7 @@ def _compare(name, label, actual, expected, tol=TOL, kink=None, hint=None):
         i = int(np.flatnonzero(~ok.reshape(-1))[0])
         why = hint(actual, expected, ok) if hint else None
         raise AssertionError(
-            (f"{why}. " if why else "") +
+            (f"{why}{' ' if why.endswith(('?', '.', '!')) else '. '}" if why else "") +
             f"{label} should be {_round(expected)}, got {_round(actual)}: first difference at "
             f"position {i}: expected {float(expected.reshape(-1)[i])!r}, "
             f"got {float(actual.reshape(-1)[i])!r} "
@@ -179,30 +186,19 @@ def _phi_cdf(t):
     return 0.5 * (1 + torch.erf(t / math.sqrt(2)))
 
 
-# Functions students often return instead (default parameters only): (message, torch function).
-_VARIANTS = {
-    "gelu": [
-        ("gelu returned Phi(x), the normal CDF; GELU is x * Phi(x)", _phi_cdf),
-        ("gelu: Phi(x) = (1 + erf(x / sqrt(2))) / 2 — the argument of erf needs the 1/sqrt(2)",
-         lambda t: 0.5 * t * (1 + torch.erf(t))),
-        ("gelu: x * sigmoid(1.702 x) is the sigmoid approximation, not GELU",
-         lambda t: t * _sig(1.702 * t)),
-    ],
-    "gelu_grad": [("gelu_grad is missing the x * phi(x) term of the product rule", _phi_cdf)],
-    "silu": [("silu returned sigmoid(x): SiLU is x * sigmoid(x)", _sig)],
-    "silu_grad": [
-        ("silu_grad returned sigmoid(x): the product rule gives a second term", _sig),
-        ("silu_grad returned sigmoid'(x) only: the product rule also gives sigmoid(x)",
-         lambda t: _sig(t) * (1 - _sig(t))),
-    ],
-    "sigmoid_grad": [("sigmoid_grad returned 1 - sigmoid(x): the derivative is a product of "
-                      "two factors", lambda t: 1 - _sig(t))],
-    "tanh_grad": [
-        ("tanh_grad returned 1 - tanh(x): did you forget the square?", lambda t: 1 - torch.tanh(t)),
-        ("tanh_grad returned sigmoid_grad(x): tanh' = 1 - tanh(x)**2",
-         lambda t: _sig(t) * (1 - _sig(t))),
-    ],
-}
+class _TorchKernels:
+    """The correct kernels, from torch, for the shared misconception formulas
+    (nonlinearity.misconceptions): float64 arrays in, float64 arrays out."""
+
+    def __getattr__(self, name):
+        def kernel(x, *args, **kw):
+            if args:  # leaky_relu(x, slope)
+                kw = {"negative_slope": args[0], **kw}
+            return _torch_values(name, np.asarray(x, dtype=np.float64), kw)
+        return kernel
+
+
+_REF = _TorchKernels()
 
 
 def _close(a, b):
@@ -224,11 +220,11 @@ def _elementwise_hint(name, x, kw):
                 return f"{name} returned {base}(x), the function itself, not its derivative"
         if np.any(expected[bad] != 0) and _close(actual[bad], -expected[bad]):
             return f"{name} has the wrong sign where it differs"
-        if not kw or kw.get("approximate") == "none":
-            t = torch.tensor(x)
-            for message, variant in _VARIANTS.get(name, []):
-                if _close(actual, variant(t).numpy()):
-                    return message
+        for message, variant in misconceptions.variants(name):
+            with np.errstate(all="ignore"):
+                wrong = variant(x, kw, _REF)
+            if wrong is not None and _close(actual, wrong):
+                return misconceptions.message_text(message, kw)
         if kw and _close(actual, _torch_values(name, x, {})):
             return f"{name} ignores {_kw(kw)[2:]}: it gave the values of the default"
         if name.startswith("gelu") and kw.get("approximate", "none") == "none" and _close(
@@ -317,11 +313,27 @@ def _elementwise_checks(name, fn):
         _check_vectorised(name, fn, np.linspace(-3, 3, 100), np.linspace(-3, 3, 10_000),
                           ("100 elements", "10^4 elements"))
 
-    checks = [seed_example, random_2d, float32, array_likes, no_mutation, special_values,
-              large_inputs, vectorised]
+    def erfc_tail():
+        # Exact GELU far left: compare with erfc (torch's own 1 + erf loses these digits).
+        x = np.array([-5.0, -10.0, -20.0, -30.0])
+        y = _check_array(name, f"{name}({_show(x)})", x, _call(name, fn, x), np.float64)
+        phi = 0.5 * special.erfc(-x / math.sqrt(2))
+        want = x * phi if name == "gelu" else phi + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        with np.errstate(all="ignore"):
+            rel = np.abs(y - want) / np.abs(want)
+        if not np.all(rel <= 1e-10):
+            i = int(np.argmax(~(rel <= 1e-10)))
+            raise AssertionError(
+                f"{name}({x[i]!r}) should be {want[i]!r}, got {float(y[i])!r} (relative "
+                f"differences below 1e-10 expected): {misconceptions.ERFC_HINT}")
+
+    math_checks = [seed_example, random_2d, float32, array_likes, no_mutation, vectorised]
     if name in _PARAMS:
-        checks.append(parameters)
-    return checks
+        math_checks.append(parameters)
+    deeper = [special_values, large_inputs]
+    if name in ("gelu", "gelu_grad"):
+        deeper.append(erfc_tail)
+    return {"math": math_checks, "deeper": deeper}
 
 
 def _softmax_checks(name, fn):
@@ -333,7 +345,7 @@ def _softmax_checks(name, fn):
     def hint(x, axis):
         def why(actual, want, ok):
             if name == "log_softmax" and np.all(actual >= 0):
-                return "log_softmax returned probabilities; it should return their logarithm"
+                return misconceptions.LOG_SOFTMAX_PROBS
             probs = actual if name == "softmax" else np.exp(actual)
             if np.ndim(x) >= 2 and not np.allclose(np.sum(probs, axis=axis), 1):
                 if np.isclose(np.sum(probs), 1):
@@ -349,8 +361,8 @@ def _softmax_checks(name, fn):
         except ValueError as err:
             if "broadcast" not in str(err):
                 raise
-            raise AssertionError(f"{label} raised ValueError: {err}— did you forget "
-                                 "keepdims=True when reducing along `axis`?") from None
+            raise AssertionError(f"{label} raised ValueError: {err} — "
+                                 f"{misconceptions.KEEPDIMS}") from None
         y = _check_array(name, label, x, y, dtype)
         _compare(name, label, y, expected(x, **kw), tol=TOL if dtype == np.float64 else 1e-6,
                  hint=hint(x, kw.get("axis", -1)))
@@ -385,7 +397,12 @@ def _softmax_checks(name, fn):
         _check_vectorised(name, fn, rng.normal(0, 2, (10, 10)), rng.normal(0, 2, (10, 1000)),
                           ("rows of 10 logits", "rows of 1000 logits"))
 
-    return [seed_example, rows, axis0, float32, no_mutation, large_logits, vectorised]
+    def special_logits():
+        x = np.array([[0.0, -INF, 1.0], [-INF, 2.0, 2.0]])
+        run(x)
+
+    return {"math": [seed_example, rows, axis0, float32, no_mutation, vectorised],
+            "deeper": [large_logits, special_logits]}
 
 
 def _cross_entropy_checks(name, fn):
@@ -402,15 +419,14 @@ def _cross_entropy_checks(name, fn):
         want, n = expected(logits, targets), len(targets)
         if n > 1 and abs(float(out) - n * want) <= 1e-9 * n * abs(want):
             raise AssertionError(f"{label} should be {want!r}, got {float(out)!r}: {n} times too "
-                                 "large — average over the batch instead of summing")
-        logp = F.log_softmax(torch.tensor(np.asarray(logits, dtype=np.float64)), dim=-1).numpy()
+                                 f"large — {misconceptions.cross_entropy_variants(logits, targets)[0][0]}")
 
         def why(actual, expected, ok):
+            for message, wrong in misconceptions.cross_entropy_variants(logits, targets):
+                if np.isclose(actual, wrong, rtol=1e-9):
+                    return message
             if actual < 0:
                 return "cross_entropy is a NEGATIVE log-likelihood, never below 0"
-            if n > 1 and np.isclose(actual, -np.mean(logp[:, np.asarray(targets)])):
-                return ("cross_entropy: pick each sample's own target (row i, column "
-                        "targets[i]), not every target for every row")
             return None
 
         _compare(name, label, float(out), want, hint=why)
@@ -432,7 +448,7 @@ def _cross_entropy_checks(name, fn):
         if not (np.array_equal(logits, before[0]) and np.array_equal(targets, before[1])):
             raise AssertionError("cross_entropy(logits, targets) modified its input in place")
 
-    return [seed_example, batch, large_logits, no_mutation]
+    return {"math": [seed_example, batch, no_mutation], "deeper": [large_logits]}
 
 
 def _collapse_checks(name, fn):
@@ -447,8 +463,7 @@ def _collapse_checks(name, fn):
         except ValueError as err:
             hint = ""
             if "matmul" in str(err):
-                hint = (" — the matrix shapes do not fit: are the layers multiplied in the wrong "
-                        "order? The last layer acts last")
+                hint = f" — {misconceptions.WRONG_ORDER}"
             elif "inhomogeneous" in str(err) or "broadcast" in str(err):
                 hint = (" — the layers' biases have different shapes, so they cannot simply be "
                         "added: an earlier bias passes through the later layers' weights")
@@ -471,15 +486,14 @@ def _collapse_checks(name, fn):
 
         def why(actual, expected, ok):
             if len(shapes) > 1 and np.allclose(b, biases[-1]) and not np.allclose(b, b_stack):
-                return ("collapse_linear: b keeps only the last layer's bias; earlier biases "
-                        "pass through the later layers")
+                return misconceptions.LAST_BIAS_ONLY
             return None
 
         _compare(name, f"{label}: x @ W.T + b for random x (the stack gives h)", x @ W.T + b, h,
                  tol=1e-10, hint=why)
 
-    return [lambda: run([(3, 4)]), lambda: run([(5, 4), (2, 5)]),
-            lambda: run([(3, 2), (3, 3), (4, 3)])]
+    return {"math": [lambda: run([(3, 4)]), lambda: run([(5, 4), (2, 5)]),
+                     lambda: run([(3, 2), (3, 3), (4, 3)])], "deeper": []}
 
 
 def _dead_checks(name, fn):
@@ -488,37 +502,27 @@ def _dead_checks(name, fn):
         out = _call(name, fn, p)
         if np.ndim(out) != 0:
             raise AssertionError(f"{label} should return one float, got shape {np.shape(out)}")
-        p = np.asarray(p)
-        variants = [  # what common slips give (all different on the first example)
-            ("dead_fraction should be a fraction of the units, in [0, 1], not a count",
-             np.sum(np.all(p <= 0, axis=0))),
-            ("a pre-activation of exactly 0 counts as dead (ReLU gives 0 there): use <= 0",
-             np.mean(np.all(p < 0, axis=0))),
-            ("a unit is dead only if it is <= 0 for EVERY sample, not for some sample",
-             np.mean(np.any(p <= 0, axis=0))),
-            ("dead_fraction is a fraction of units (columns), not of entries", np.mean(p <= 0)),
-            ("reduce over the samples (axis 0): rows are samples, columns are units",
-             np.mean(np.all(p <= 0, axis=1))),
-            ("dead_fraction is the fraction of DEAD units, not of live ones", 1 - expected),
-        ]
+        variants = misconceptions.dead_fraction_variants(p, expected)
 
         def why(actual, want, ok):
             return next((m for m, v in variants if np.isclose(actual, v)), None)
 
         _compare(name, label, float(out), expected, hint=why)
 
-    return [
+    return {"math": [
         # units 0, 2 and 4 are dead (<= 0 on both samples); 2 and 4 only through exact zeros
         lambda: run(np.array([[-1.0, 2.0, 0.0, 1.0, 0.0], [-3.0, -1.0, 0.0, -2.0, -2.0]]), 0.6),
         lambda: run(-np.ones((4, 3)), 1.0),
         lambda: run(np.ones((4, 3)), 0.0),
-    ]
+    ], "deeper": []}
 
 
-def check_kernel(name, fn):
+def check_kernel(name, fn, part=None):
     """Run the visible checks for kernel `name` on your function `fn`; print a summary line.
 
-    Raises AssertionError with a message naming the input, the expected and the actual value.
+    part: "math" (ordinary inputs: values, shape, dtype), "deeper" (the numerics: large |x|,
+    extreme logits, ±inf and NaN), or None (both). Raises AssertionError with a message naming
+    the input, the expected and the actual value.
     """
     if name in ELEMENTWISE:
         checks = _elementwise_checks(name, fn)
@@ -532,6 +536,10 @@ def check_kernel(name, fn):
         checks = _dead_checks(name, fn)
     else:
         raise KeyError(f"no visible checks for {name!r}; known: {', '.join(KERNELS)}")
+    if part not in (None, "math", "deeper"):
+        raise ValueError(f'part must be "math", "deeper" or None, got {part!r}')
+    checks = [c for p in ("math", "deeper") if part in (None, p) for c in checks[p]]
     for check in checks:
         check()
-    print(f"{name}: {len(checks)} visible checks passed")
+    what = {None: "", "math": " (the mathematics)", "deeper": " (going deeper: the numerics)"}
+    print(f"{name}: {len(checks)} visible checks passed{what[part]}")
