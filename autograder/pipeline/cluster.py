@@ -1,7 +1,8 @@
 """The Dask cluster grading runs on: a local one by default, or one that is already running.
 
 - default: an in-process `LocalCluster` of `--workers` worker processes, one thread each,
-  listening on 127.0.0.1 only, no dashboard; it lives as long as the `grade` command;
+  listening on 127.0.0.1 only (its HTTP status server too, on a free port); it lives as long as
+  the `grade` command;
 - `--scheduler tcp://HOST:PORT` or `--scheduler-file FILE`: attach to a running cluster (the
   `dask scheduler` / `dask worker` commands, dask-jobqueue on Slurm, Dask on Kubernetes).
 
@@ -77,7 +78,7 @@ def connect(*, workers: int, scheduler: str | None, scheduler_file: str | None,
         else:
             cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, memory_limit=0, local_directory=str(local_directory),
+                dashboard_address="127.0.0.1:0", memory_limit=0, local_directory=str(local_directory),
                 silence_logs=logging.CRITICAL,
             )
             client = Client(cluster)
