@@ -43,11 +43,17 @@ def quiet() -> None:
 
 @contextlib.contextmanager
 def connect(*, workers: int, scheduler: str | None, scheduler_file: str | None,
-            local_directory: Path) -> Iterator:
-    """A distributed.Client for the run (the local cluster is closed on exit)."""
+            local_directory: Path, client=None) -> Iterator:
+    """A distributed.Client for the run (the local cluster is closed on exit); `client`: one
+    the caller connected (Dask Gateway, a notebook's cluster), used as it is and left open."""
     from distributed import Client, LocalCluster
 
     quiet()
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.run_on_scheduler(_set_allowed_failures, count=ALLOWED_FAILURES)
+        yield client
+        return
     cluster = None
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         if scheduler or scheduler_file:

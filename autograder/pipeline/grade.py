@@ -82,6 +82,7 @@ class Options:
     scheduler: str | None = None  # tcp://HOST:PORT of a running Dask scheduler
     scheduler_file: str | None = None  # or its scheduler file
     db: str | None = None  # gradebook URL; None: sqlite:///OUT/gradebook.db
+    client: object | None = None  # (Python only) a connected distributed.Client, e.g. Dask Gateway's
 
 
 class UsageError(Exception):
@@ -429,7 +430,7 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                           f"regrades)", file=sys.stderr)
             if todo:
                 library = sandbox.sandbox_library(tmp / "library")
-                threads = 1 if options.scheduler or options.scheduler_file else \
+                threads = 1 if options.scheduler or options.scheduler_file or options.client else \
                     max(1, (os.cpu_count() or 1) // options.workers)
                 bundle = tasks.make_bundle(tmp / "template", library, course, tasks.Settings(
                     timeout=options.timeout, notebook_timeout=options.notebook_timeout,
@@ -439,7 +440,8 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                     with cluster.connect(workers=min(options.workers, len(todo)),
                                          scheduler=options.scheduler,
                                          scheduler_file=options.scheduler_file,
-                                         local_directory=tmp / "dask") as client:
+                                         local_directory=tmp / "dask",
+                                         client=options.client) as client:
                         run.grade_on(client, bundle, todo)
                 except cluster.ClusterError as err:
                     raise UsageError(str(err)) from None
