@@ -400,6 +400,14 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                 print(f"skipping {d.name!r}: not a usable student id", file=sys.stderr)
         if not students:
             raise UsageError(f"no student folders in {submissions}")
+        library = sandbox.sandbox_library(tmp / "library")
+        local = not (options.scheduler or options.scheduler_file or options.client)
+        if local and not options.unsafe:  # the local workers share this machine: say it now
+            try:
+                (tmp / "probe").mkdir()
+                sandbox.check_available(tmp / "probe", library)
+            except sandbox.SandboxError as err:
+                raise UsageError(str(err)) from None
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         state = State(out_dir, grader_fingerprint(sources, options), course)
@@ -429,9 +437,7 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                 bar.write(f"{len(remembered)} student(s) already graded in {out} (kept; --fresh "
                           f"regrades)", file=sys.stderr)
             if todo:
-                library = sandbox.sandbox_library(tmp / "library")
-                threads = 1 if options.scheduler or options.scheduler_file or options.client else \
-                    max(1, (os.cpu_count() or 1) // options.workers)
+                threads = max(1, (os.cpu_count() or 1) // options.workers) if local else 1
                 bundle = tasks.make_bundle(tmp / "template", library, course, tasks.Settings(
                     timeout=options.timeout, notebook_timeout=options.notebook_timeout,
                     limits=options.limits, unsafe=options.unsafe, threads=threads))
