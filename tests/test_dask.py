@@ -87,6 +87,7 @@ class Cluster:
 
     def __init__(self, root: Path):
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.scheduler_file = root / "scheduler.json"
         self.procs: list[subprocess.Popen] = []
         self.nodes: dict[str, dict] = {}

@@ -23,6 +23,7 @@ from conftest import REPO, SOLUTION_NOTEBOOKS
 from nbgrader.api import Gradebook
 
 from autograder.pipeline.coursedir import ASSIGNMENT
+from autograder.pipeline.gradebook import with_driver
 
 pytestmark = pytest.mark.skipif(not SOLUTION_NOTEBOOKS, reason="no solution notebooks yet")
 
@@ -100,7 +101,7 @@ def run_grade(*args: str) -> subprocess.CompletedProcess:
 def gradebook_scores(url: str) -> dict[tuple, tuple]:
     """(student, notebook, grade_id) -> (score, auto_score, needs_manual_grade)."""
     scores = {}
-    with Gradebook(url, course_id=ASSIGNMENT) as gb:
+    with Gradebook(with_driver(url), course_id=ASSIGNMENT) as gb:
         for student in gb.students:
             sub = gb.find_submission(ASSIGNMENT, student.id)
             for nb in sub.notebooks:
@@ -129,7 +130,7 @@ def test_postgres_gradebook_gets_the_same_grades_as_sqlite(postgres, tmp_path):
     assert len(in_pg) == len(rows) > 0  # every student, every notebook, every grade cell
     for r in rows:
         assert in_pg[(r["student_id"], r["notebook"], r["grade_id"])][0] == float(r["points"]), r
-    with Gradebook(postgres, course_id=ASSIGNMENT) as gb:  # the course's rows, created once
+    with Gradebook(with_driver(postgres), course_id=ASSIGNMENT) as gb:  # the course's rows
         notebooks = gb.find_assignment(ASSIGNMENT).notebooks
         assert sorted(nb.name for nb in notebooks) == [p.stem for p in SOLUTION_NOTEBOOKS]
         amy = gb.find_submission_notebook(NOTEBOOK.stem, ASSIGNMENT, "amy")

@@ -66,6 +66,7 @@ __all__ = ["STATUSES", "Course", "Options", "Result", "UsageError", "grade", "ma
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 LOST_WORKERS_WAIT_S = 120  # how long to wait for a checked worker when none is left
+IN_FLIGHT_PER_WORKER = 3  # students submitted ahead, per worker
 
 
 @dataclass
@@ -337,15 +338,23 @@ class Run:
             self.bar.write(f"worker {addr} gets no work: {why}", file=sys.stderr)
         self.bar.write(f"grading {len(todo)} of {len(todo) + len(self.done)} students on "
                        f"{len(passed)} Dask worker(s)", file=sys.stderr)
-        by_name = {s.name: s for s in todo}
-        futures = {client.submit(tasks.grade_submission, bundle_future,
-                                 read_submission(s, self.course), self.id,
-                                 key=f"grade-{s.name}-{self.id}", workers=passed,
-                                 allow_other_workers=False, retries=cluster.ALLOWED_FAILURES,
-                                 pure=False): s.name for s in todo}
-        pending, lonely_since = set(futures), None
+        # A bounded window of tasks in flight: the scheduler holds each waiting task's notebooks,
+        # so a class of thousands is read and sent a few students ahead of the workers.
+        waiting, window = list(reversed(todo)), IN_FLIGHT_PER_WORKER * len(passed)
+        futures: dict = {}
+        pending: set = set()
+        lonely_since = None
         try:
-            while pending:
+            while waiting or pending:
+                while waiting and len(pending) < window:
+                    student = waiting.pop()
+                    future = client.submit(
+                        tasks.grade_submission, bundle_future,
+                        read_submission(student, self.course), self.id,
+                        key=f"grade-{student.name}-{self.id}", workers=passed,
+                        allow_other_workers=False, retries=cluster.ALLOWED_FAILURES, pure=False)
+                    futures[future] = student
+                    pending.add(future)
                 try:
                     finished, pending = wait(pending, timeout=10, return_when="FIRST_COMPLETED")
                 except TimeoutError:
@@ -353,10 +362,11 @@ class Run:
                     lonely_since = None if alive else (lonely_since or time.monotonic())
                     if lonely_since and time.monotonic() - lonely_since > LOST_WORKERS_WAIT_S:
                         raise ClusterLost(f"every checked Dask worker left the cluster; "
-                                          f"{len(pending)} students not graded") from None
+                                          f"{len(pending) + len(waiting)} students not graded") \
+                            from None
                     continue
                 for future in finished:
-                    student = by_name[futures[future]]
+                    student = futures.pop(future)
                     if future.status == "finished":
                         self.keep(student, future.result())
                     else:  # the machinery failed on every worker it had: say so, keep going

@@ -1,7 +1,8 @@
 """The nbgrader gradebook the driver records the graded students in (`grade --db URL`).
 
 Any database URL nbgrader's `Gradebook` accepts works (SQLAlchemy's: `sqlite:///PATH`,
-`postgresql://USER@HOST/DB`, `postgresql://USER@/DB?host=/SOCKET/DIR`, ...); the default is an
+`postgresql://USER@HOST/DB`, `postgresql://USER@/DB?host=/SOCKET/DIR`, ...; a bare
+postgresql:// uses whichever of psycopg and psycopg2 is installed); the default is an
 SQLite file beside the CSVs, OUT/gradebook.db. Before grading starts, the schema and the
 course's rows (the assignment, its notebooks, grade, solution, task and source cells with their
 checksums) are created once, copied from the gradebook `nbgrader generate_assignment` made for
@@ -13,6 +14,7 @@ formgrader (a manual score given there survives a regrade).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import warnings
@@ -29,6 +31,16 @@ UNGRADED = ("missing", "invalid")
 
 class GradebookError(Exception):
     """The gradebook cannot be opened or written (a usage error: exit status 2)."""
+
+
+def with_driver(url: str) -> str:
+    """`url` with a PostgreSQL driver that is installed: SQLAlchemy 2.1 reads a bare
+    postgresql:// as psycopg (3), the pinned set has psycopg2 (psycopg2-binary)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
 
 
 def default_url(out: Path) -> str:
@@ -66,7 +78,7 @@ class CourseGradebook:
         self.url = url
         try:
             with _alembic_on_path():
-                self.gb = Gradebook(url, course_id=ASSIGNMENT)
+                self.gb = Gradebook(with_driver(url), course_id=ASSIGNMENT)
         except Exception as err:  # noqa: BLE001 - a bad URL, no driver, no server: say which
             raise GradebookError(f"cannot open the gradebook {_show(url)}: {_one_line(err)}") \
                 from None
