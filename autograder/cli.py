@@ -83,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     book.add_argument("--out", default=None, metavar="DIR", help="site folder (default: build/site/)")
 
+    report = sub.add_parser(
+        "report", help="draw the class report (report.html) from a grades folder",
+        description="Read grades.csv, exercises.csv (and messages.csv, timings.csv when present) "
+                    "from GRADES, the --out folder of `grade`, and write an offline report.html: "
+                    "score distributions, points per exercise, statuses, the most common "
+                    "diagnosed mistakes per kernel and the slowest notebooks.",
+    )
+    report.add_argument("grades", metavar="GRADES", help="the folder `grade` wrote (e.g. grades/)")
+    report.add_argument("--out", default=None, metavar="DIR",
+                        help="where report.html goes (default: GRADES)")
+
     grade = sub.add_parser(
         "grade", help="grade a folder or .zip of student submissions",
         description=GRADE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -130,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from autograder.site import book
 
         return book.main(args.out)
+    if args.command == "report":
+        from autograder.instructor import report
+
+        return report.main(args.grades, args.out)
     from autograder.pipeline import grade
 
     options = grade.Options(

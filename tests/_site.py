@@ -5,6 +5,9 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
+# The page Sphinx writes beside the course's own: the search page.
+SPHINX_PAGES = {"search.html"}
+
 
 def build_site(tmp_path_factory) -> Path:
     """The site built into a temporary folder (executed notebooks come from build/book-cache/)."""
@@ -16,14 +19,18 @@ def build_site(tmp_path_factory) -> Path:
 
 
 class Page(HTMLParser):
-    """Links, images and the text inside <details> blocks of one HTML page."""
+    """Links, images, scripts, stylesheets, the text, and the text inside each <details> block
+    (with the block's class) of one HTML page."""
 
     def __init__(self, path: Path):
         super().__init__()
         self.links: list[str] = []
         self.images: list[dict[str, str | None]] = []
+        self.scripts: list[str] = []
+        self.stylesheets: list[str] = []
         self.details: list[str] = []
-        self.text = []
+        self.details_classes: list[str] = []
+        self.text: list[str] = []
         self._details_depth = 0
         self.feed(path.read_text(encoding="utf-8"))
 
@@ -33,9 +40,14 @@ class Page(HTMLParser):
             self.links.append(attrs["href"])
         elif tag == "img":
             self.images.append(attrs)
-        elif tag == "details":
+        elif tag == "script" and attrs.get("src"):
+            self.scripts.append(attrs["src"])
+        elif tag == "link" and attrs.get("href"):
+            self.stylesheets.append(attrs["href"])
+        if tag == "details":
             if self._details_depth == 0:
                 self.details.append("")
+                self.details_classes.append(attrs.get("class") or "")
             self._details_depth += 1
 
     def handle_endtag(self, tag):

@@ -1,17 +1,22 @@
-"""`make book` (python -m autograder book): the self-study site of the executed course.
+"""`make book` (python -m autograder book): the self-study site of the executed course, built
+by Sphinx with MyST-NB and the book theme.
 
 Builds the site once for the module. Slow the first time (executes every solution notebook,
-about 3 minutes on 2 cores); seconds when build/book-cache/ is current.
+about 3 minutes on 2 cores); about 30 s when build/book-cache/ is current. A second, tiny
+course (one made-up notebook) checks that whatever solutions/ holds reaches the site, and that
+markdown <details> reveals and graded answers render.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 
 import nbformat
 import pytest
-from _site import Page, build_site
-from conftest import SOLUTION_NOTEBOOKS, nb_ids
+from _site import SPHINX_PAGES, Page, build_site
+from conftest import REPO, SOLUTION_NOTEBOOKS, nb_ids
 
 from autograder.site import book
 
@@ -25,20 +30,78 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_one_page_per_notebook_and_an_index(site):
-    pages = sorted(p.name for p in site.glob("*.html"))
+def test_one_page_per_notebook_and_a_landing_page(site):
+    pages = sorted(p.name for p in site.glob("*.html") if p.name not in SPHINX_PAGES)
     assert pages == sorted(["index.html"] + [p.stem + ".html" for p in SOLUTION_NOTEBOOKS])
 
 
-def test_table_of_contents_links_every_notebook_and_resolves(site):
-    links = Page(site / "index.html").links
-    for nb in SOLUTION_NOTEBOOKS:
-        assert nb.stem + ".html" in links, f"index.html does not link {nb.stem}"
+def test_every_page_links_every_notebook_and_every_link_resolves(site):
+    """The sidebar of every page lists every notebook; no link on the site is broken."""
     for page in site.glob("*.html"):
-        for href in Page(page).links:
+        links = Page(page).links
+        for nb in SOLUTION_NOTEBOOKS:  # (the sidebar links the page itself as "#")
+            assert nb.stem + ".html" in links or nb.stem == page.stem, f"{page.name} does not link {nb.stem}"
+        for href in links:
             if href.startswith(("#", "http://", "https://", "mailto:")):
                 continue
-            assert (site / href.split("#")[0]).is_file(), f"{page.name}: broken link {href}"
+            target = href.split("#")[0].split("?")[0]
+            assert (site / target).is_file(), f"{page.name}: broken link {href}"
+
+
+def test_previous_and_next_links_follow_the_course_order(site):
+    order = ["index"] + [p.stem for p in SOLUTION_NOTEBOOKS]
+    for i, name in enumerate(order):
+        html = (site / f"{name}.html").read_text(encoding="utf-8")
+        prev = re.search(r'<a class="left-prev"\s+href="([^"]+)"', html)
+        nxt = re.search(r'<a class="right-next"\s+href="([^"]+)"', html)
+        assert (prev.group(1) if prev else None) == (f"{order[i - 1]}.html" if i else None), name
+        assert (nxt.group(1) if nxt else None) == (
+            f"{order[i + 1]}.html" if i + 1 < len(order) else None), name
+
+
+def test_landing_page_says_what_for_whom_how_long_and_how_to_start(site):
+    text = _squash(" ".join(Page(site / "index.html").text))
+    for needed in ("activation functions", "Who it is for", "How long it takes", "How to start",
+                   "make lab", f"{len(SOLUTION_NOTEBOOKS)} notebooks"):
+        assert needed in text, f"the landing page does not say {needed!r}"
+    minutes = sum(book._minutes(nbformat.read(p, as_version=4)) for p in SOLUTION_NOTEBOOKS)
+    assert f"{minutes} minutes" in text
+
+
+def test_nothing_is_loaded_from_the_network(site):
+    """No script, stylesheet or font from elsewhere: the site reads offline."""
+    for page in site.glob("*.html"):
+        parsed = Page(page)
+        for url in parsed.scripts + parsed.stylesheets:
+            assert not url.startswith(("http:", "https:", "//")), f"{page.name} loads {url}"
+    for css in site.rglob("*.css"):
+        text = css.read_text(encoding="utf-8", errors="replace")
+        remote = re.findall(r"""(?:url\(\s*["']?|@import\s+["'])((?:https?:)?//[^"')\s]+)""", text)
+        assert not remote, f"{css.relative_to(site)} loads {remote[:3]}"
+
+
+@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=nb_ids(SOLUTION_NOTEBOOKS))
+def test_each_page_names_its_exercises_and_links_both_notebooks(site, path):
+    page = Page(site / f"{path.stem}.html")
+    text = _squash(" ".join(page.text))
+    found = book.exercises(nbformat.read(path, as_version=4))
+    assert any(found.values()), f"{path.stem}: no exercises"
+    assert "In this notebook you will write" in text
+    for name in found["functions"] + found["values"] + found["questions"]:
+        assert name in text, f"{path.stem}: the exercise box does not name {name}"
+    downloads = {href.rsplit("/", 1)[-1]: href for href in page.links if href.startswith("_downloads/")}
+    student, solution = downloads.get(path.name), downloads.get(f"{path.stem}_solution.ipynb")
+    assert student and solution, f"{path.stem}: download links {sorted(downloads)}"
+    assert (site / student).read_bytes() == (REPO / "course" / path.name).read_bytes()
+    offered = nbformat.read(site / solution, as_version=4)
+    assert "HIDDEN TESTS" not in json.dumps(offered), f"{path.stem}: hidden tests in the download"
+    assert [c.source for c in offered.cells] == [c.source for c in book.site_source(
+        nbformat.read(path, as_version=4)).cells]
+
+
+def test_the_exercises_of_notebook_2():
+    nb = nbformat.read(REPO / "solutions" / "02_relu.ipynb", as_version=4)
+    assert book.exercises(nb)["functions"] == ["relu", "relu_grad", "leaky_relu", "leaky_relu_grad"]
 
 
 @pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=nb_ids(SOLUTION_NOTEBOOKS))
@@ -72,11 +135,12 @@ def test_student_text_and_outputs_are_on_the_page(site, path):
 
 @pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=nb_ids(SOLUTION_NOTEBOOKS))
 def test_each_solution_is_behind_a_reveal(site, path):
-    details = [_squash(d) for d in Page(site / f"{path.stem}.html").details]
+    page = Page(site / f"{path.stem}.html")
+    details = [_squash(d) for d in page.details if "Show the solution" in d or "model answer" in d]
     nb = book.site_source(nbformat.read(path, as_version=4))
     solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert solutions and len(details) == len(solutions)
-    for cell in solutions:
+    for cell in (c for c in solutions if c.cell_type == "code"):
         assert any(_squash(cell.source) in d for d in details), (
             f"{path.stem}: solution {cell.metadata['nbgrader']['grade_id']} is not inside a <details>"
         )
@@ -125,3 +189,65 @@ def test_figures_use_the_colour_blind_safe_palette(site, path):
                     continue
                 r, g, b = (colour[1:3], colour[3:5], colour[5:7])
                 assert colour in palette or r == g == b, f"{where}: {colour} is not Okabe–Ito or grey"
+
+
+# A made-up notebook 09: a check-your-understanding question with a markdown reveal, a graded
+# answer with a hidden test, a written answer, and a figure.
+TINY_CELLS = [
+    ("markdown", {}, "# 9. A tiny notebook\n\nAbout 5 minutes."),
+    ("code", {}, "import matplotlib.pyplot as plt\n\nfig, ax = plt.subplots()\n"
+                 "ax.plot([0, 1], [0, 1])\nax.set_title('A straight line')\nplt.show()"),
+    ("markdown", {}, "### Check your understanding\n\n1. Is ReLU linear?\n\n"
+                     "<details><summary>Answer</summary>\n\nOnly **piecewise**: the tinyrevealword.\n\n"
+                     "</details>"),
+    ("code", {"solution": True, "grade": False, "locked": False, "grade_id": "q09_1_solution"},
+     "### BEGIN SOLUTION\nanswer_q09_1 = \"b\"  # the kink at 0\n### END SOLUTION"),
+    ("code", {"solution": False, "grade": True, "locked": True, "points": 1, "grade_id": "q09_1"},
+     "assert isinstance(answer_q09_1, str)\n### BEGIN HIDDEN TESTS\n"
+     "assert answer_q09_1 == 'tinysecretword'\n### END HIDDEN TESTS"),
+    ("markdown", {"solution": True, "grade": True, "locked": False, "points": 2,
+                  "grade_id": "written_09"}, "A model answer with the tinymodelword."),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    solutions = root / "solutions"
+    solutions.mkdir()
+    shutil.copy(REPO / "solutions" / "01_linear_collapse.ipynb", solutions)
+    nb = nbformat.v4.new_notebook()
+    for kind, meta, source in TINY_CELLS:
+        cell = (nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell)(source)
+        if meta:
+            cell.metadata["nbgrader"] = {**meta, "schema_version": 3}
+        nb.cells.append(cell)
+    nbformat.write(nb, solutions / "09_tiny.ipynb")
+    site = root / "site"
+    book.build(site, solutions=solutions, course=REPO / "course")
+    return site
+
+
+def test_a_new_notebook_reaches_the_sidebar_search_and_downloads(tiny_site):
+    for page in ("index.html", "01_linear_collapse.html"):
+        assert "09_tiny.html" in Page(tiny_site / page).links, f"{page} does not link the new notebook"
+    assert "tinyrevealword" in (tiny_site / "searchindex.js").read_text(encoding="utf-8")
+    links = Page(tiny_site / "09_tiny.html").links
+    assert any(href.endswith("/09_tiny_solution.ipynb") for href in links)
+    text = _squash(" ".join(Page(tiny_site / "index.html").text))
+    assert "2 notebooks" in text and "35 minutes" in text  # 30 (notebook 1) + 5
+
+
+def test_markdown_reveals_render_and_graded_answers_hide_their_key(tiny_site):
+    html = (tiny_site / "09_tiny.html").read_text(encoding="utf-8")
+    page = Page(tiny_site / "09_tiny.html")
+    answer = [d for d in page.details if "tinyrevealword" in d]
+    assert answer and "<strong>piecewise</strong>" in html, "the markdown inside <details> is not rendered"
+    model = [d for d in page.details if "tinymodelword" in d]
+    assert model and "model answer" in model[0]
+    revealed = [d for d in page.details if "Show the solution (q09_1)" in d]
+    assert revealed and 'answer_q09_1' in revealed[0]
+    assert "tinysecretword" not in html and "HIDDEN TESTS" not in html
+    text = _squash(" ".join(page.text))
+    assert "check-your-understanding question q09_1" in text and "a written answer" in text
+    assert all((img.get("alt") or "").startswith("Figure: A straight line") for img in page.images)

@@ -75,9 +75,16 @@ def relu_grad(x):
 
 
 def grade_cells(nb):
-    """grade_id -> points of the autograded cells, in notebook order."""
+    """grade_id -> points of the autograded cells (code), in notebook order."""
     return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
-            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+            for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def manual_points(nb) -> float:
+    """Points of the hand-graded answers (markdown grade cells): 0 until an instructor grades."""
+    return sum(float(c.metadata["nbgrader"].get("points", 0)) for c in nb.cells
+               if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade"))
 
 
 def broken_kernel(nb) -> str:
@@ -114,7 +121,8 @@ def build_class(root: Path) -> dict[str, dict]:
 
         nb = nbformat.read(path, as_version=4)
         kernel = broken_kernel(nb)
-        built[path.stem] = {"cells": grade_cells(nb), "broken": "test_" + kernel}
+        built[path.stem] = {"cells": grade_cells(nb), "broken": "test_" + kernel,
+                            "manual": manual_points(nb)}
         code = BREAK_RELU_GRAD if kernel == "relu_grad" else BREAK_TEMPLATE.format(k=kernel)
         append_to_cell_defining(nb, kernel, code)
         nbformat.write(nb, root / "one_wrong" / name)
@@ -178,7 +186,9 @@ def test_one_row_per_student_and_notebook(graded):
 def test_solution_gets_full_marks(graded, notebook):
     row = graded["grades"][("solution", notebook)]
     assert row["status"] == "ok", graded["stderr"][-2000:]
-    assert float(row["score"]) == float(row["max_score"]) > 0
+    # max_score counts the hand-graded answers too; autograding gives them 0 until graded.
+    manual = graded["built"][notebook]["manual"]
+    assert float(row["score"]) == float(row["max_score"]) - manual > 0
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS[:BLANK_NOTEBOOKS])

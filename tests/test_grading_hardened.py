@@ -204,6 +204,8 @@ def test_outputs_are_well_formed(graded):
 def test_feedback_shows_the_message_judged_outside_the_sandbox(graded):
     """hardcode_visible passes the visible checks in its kernel; the hidden checks, judged outside
     the sandbox, fail it, and that message (not hidden-test source) is on the student's page."""
+    if "hardcode_visible" not in {c.name for c in ACTIVE}:
+        pytest.skip("hardcode_visible is not in HARDENED_CASES")
     import numpy as np
 
     from autograder.judging.judge import judge

@@ -267,6 +267,49 @@ def test_slider_figure_and_slider_kinds(capsys):
         widgets._sliders({"bad": (0.0, 1.0, 0.1, 2.0)})
 
 
+def test_relu_sum_error_falls_as_units_are_added():
+    """The universal-approximation picture: more ReLUs, a closer fit to sin on [-pi, pi]."""
+    errors = [plots.relu_sum_error(np.sin, n, -np.pi, np.pi) for n in range(1, 21)]
+    assert all(b <= a + 1e-9 for a, b in zip(errors[:-1], errors[1:], strict=True)), errors
+    assert errors[0] > 0.9, "one unit is a straight line: about 0.95 away from sin somewhere"
+    assert errors[-1] < 0.01 and errors[-1] < errors[0] / 50
+
+
+def test_relu_sum_is_a_relu_network_with_the_fitted_weights():
+    model = plots.fit_relu_sum(np.sin, 4, -np.pi, np.pi)
+    np.testing.assert_allclose(model.kinks, -np.pi + 2 * np.pi * np.arange(4) / 4)
+    x = np.linspace(-np.pi, np.pi, 9)
+    hidden = torch.relu(torch.as_tensor(x)[:, None] - torch.as_tensor(model.kinks))
+    by_torch = (hidden @ torch.as_tensor(model.weights) + model.bias).numpy()
+    np.testing.assert_allclose(model(x), by_torch, atol=1e-12)
+    with pytest.raises(ValueError, match="at least one unit"):
+        plots.fit_relu_sum(np.sin, 0, -1.0, 1.0)
+
+
+def test_plot_relu_sum_labelled_with_the_error_and_one_line_per_unit():
+    fig = plots.plot_relu_sum(np.sin, 5, -np.pi, np.pi, name="sin(x)", title="t")
+    ax_fit, ax_units = fig.axes
+    for ax in fig.axes:
+        _assert_labelled(ax)
+    assert "largest error" in ax_fit.get_title()
+    assert plots.OKABE_ITO["vermillion"] in _line_colours(ax_fit)
+    assert len(ax_units.get_lines()) >= 5
+    assert _line_colours(fig.axes[1]) <= OKABE_ITO | {"#999999"}
+
+
+def test_relu_sum_explorer_displays_then_redraws_per_unit_count(capsys):
+    widgets.relu_sum_explorer()
+    assert "Image" in capsys.readouterr().out and not plt.get_fignums()
+    explorer = widgets._relu_sum_explorer(np.sin, lo=-np.pi, hi=np.pi, name="sin(x)",
+                                          max_units=20, units=3)
+    slider = explorer.controls["units"]
+    assert isinstance(slider, ipw.IntSlider) and (slider.min, slider.max, slider.value) == (1, 20, 3)
+    explorer.handle = _FakeHandle()
+    slider.value = 20
+    assert len(explorer.handle.updates) == 1 and isinstance(explorer.handle.updates[0], Image)
+    assert not plt.get_fignums()
+
+
 # --- data --------------------------------------------------------------------------------
 
 

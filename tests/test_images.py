@@ -144,3 +144,21 @@ def test_bad_path_gives_a_one_line_value_error(tmp_path, kind):
     message = str(info.value)
     assert "\n" not in message
     assert "ImageFolder" in message and "CIFAR-10" in message and str(path) in message
+
+
+def test_polarity_light_draws_every_shape_brighter_from_the_same_stream():
+    mixed, y_mixed = images.make_shapes(200, seed=5, noise=0.0, clutter=0)
+    light, y_light = images.make_shapes(200, seed=5, noise=0.0, clutter=0, polarity="light")
+    assert np.array_equal(y_mixed, y_light)
+    same = np.all(mixed == light, axis=(1, 2, 3))
+    assert 0 < same.sum() < len(same)  # the images whose shape was brighter anyway are unchanged
+    with pytest.raises(ValueError, match="polarity"):
+        images.make_shapes(5, polarity="dark")
+
+
+def test_load_images_passes_the_shape_options_on(monkeypatch):
+    monkeypatch.delenv("NONLINEARITY_DATA", raising=False)
+    options = {"noise": 0.04, "clutter": 0, "polarity": "light"}
+    a = images.load_images(None, 30, 10, size=16, shapes=options)
+    b = images.shapes_dataset(30, 10, size=16, **options)
+    assert np.array_equal(a.x_train, b.x_train) and a.x_train.shape == (30, 3, 16, 16)

@@ -158,6 +158,59 @@ def test_deep_sigmoid_gradients_vanish_along_the_quarter_power_trend():
     assert 0.01 < relu_norms[0] / relu_norms[-1] < 100  # ReLU with He init does not vanish
 
 
+def _depth_norms(depth, activation, **net):
+    gen = torch.Generator().manual_seed(0)
+    model = training.make_deep_mlp(depth, activation=activation, generator=gen, **net)
+    x, y = torch.randn(128, 16, generator=gen), torch.randn(128, 1, generator=gen)
+    return training.gradient_norms(model, x, y, nn.MSELoss())
+
+
+def test_deep_mlp_blocks_keep_the_linear_layers_and_their_order():
+    for block in training.BLOCKS:
+        model = training.make_deep_mlp(6, width=8, in_features=3, activation="tanh", block=block)
+        linears = training.linear_layers(model)
+        assert [tuple(m.weight.shape) for m in linears] == [(8, 3)] + [(8, 8)] * 4 + [(1, 8)]
+        assert model(torch.randn(5, 3)).shape == (5, 1)
+    norms = {type(m).__name__ for m in training.make_deep_mlp(4, block="batchnorm").modules()}
+    assert "BatchNorm1d" in norms
+    with pytest.raises(ValueError, match="block"):
+        training.make_deep_mlp(4, block="dense")
+
+
+def test_gain_scales_every_weight():
+    plain = training.make_deep_mlp(4, init="he", generator=torch.Generator().manual_seed(3))
+    doubled = training.make_deep_mlp(4, init="he", gain=2.0, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(training.linear_layers(plain), training.linear_layers(doubled), strict=True):
+        assert torch.allclose(2 * a.weight, b.weight) and torch.equal(a.bias, b.bias)
+
+
+def test_normalisation_and_residual_keep_a_deep_sigmoid_network_alive():
+    """Notebook 7's cures: depth 30, the first layer's gradient vanishes without them."""
+    ratio = {block: (n := _depth_norms(30, "sigmoid", block=block))[0] / n[-1]
+             for block in ("plain", "batchnorm", "residual")}
+    assert ratio["plain"] < 1e-12
+    assert ratio["batchnorm"] > 1e-2 and ratio["residual"] > 1e-5
+
+
+def test_large_weights_make_tanh_gradients_explode_and_he_restores_relu_not_gelu():
+    """Notebook 7's claims: a gain of 4 makes the norms grow towards the input; with He
+    weights ReLU's norms are of order 1 and GELU's about ten times lower, both flat."""
+    exploding = _depth_norms(20, "tanh", gain=4.0)
+    assert exploding[0] / exploding[-1] > 100
+    relu, gelu = _depth_norms(20, "relu", init="he"), _depth_norms(20, "gelu", init="he")
+    assert 0.1 < relu.min() and relu.max() < 10
+    assert gelu.max() < relu.min() and gelu.max() / gelu.min() < 10
+
+
+def test_dead_unit_tracker_counts_units_that_come_back():
+    tracker = training.DeadUnitTracker()
+    assert tracker(np.array([[-1.0, 1.0, 0.0], [-2.0, -1.0, 0.0]])) == pytest.approx(2 / 3)
+    tracker(np.array([[1.0, 1.0, -1.0]]))  # unit 0 came back, unit 2 still dead
+    tracker(np.array([[-1.0, 1.0, 1.0]]))  # unit 0 died again, unit 2 came back
+    assert tracker.came_back() == 2
+    assert training.DeadUnitTracker().came_back() == 0
+
+
 def test_gradient_norms_leave_grad_fields_alone():
     model = training.make_deep_mlp(3, width=4, in_features=2)
     for p in model.parameters():
@@ -346,6 +399,43 @@ def test_stub_fails_the_hidden_check():
     for name in ("revive_dead_units", "layer_grad_norms", "init_std"):
         with pytest.raises(NotImplementedError):
             grade_function(name, stub)
+
+
+# ---------------------------------------------------------------- notebook 9's output choices
+
+
+def test_output_choices_are_checked_for_form_only(capsys):
+    from nonlinearity.checks_models import check_output_choice, choice_text
+
+    assert choice_text((" Sigmoid ", "BINARY_CROSS_ENTROPY")) == "sigmoid + binary_cross_entropy"
+    check_output_choice({"a": ["identity", "squared_error"]}, "a")
+    assert "identity + squared_error" in capsys.readouterr().out
+    for bad, hint in [(None, "pair"), (("sigmoid",), "pair"), (("sigmoidal", "cross_entropy"), "activations"),
+                      (("softmax", "mse"), "losses")]:
+        with pytest.raises(AssertionError, match=hint):
+            check_output_choice({"a": bad}, "a")
+    with pytest.raises(AssertionError, match="no answer"):
+        check_output_choice({}, "a")
+
+
+def test_output_choice_keys_match_the_graded_answers():
+    """The keys in notebook 9's hidden tests are what choice_text writes for a right answer."""
+    import nbformat
+    from conftest import SOLUTIONS
+
+    from autograder.judging import trusted
+    from nonlinearity.checks_models import choice_text
+
+    path = SOLUTIONS / "09_choosing_an_activation.ipynb"
+    keys = {a.question: a.expected for checks in trusted.hidden_checks(path).values() for a in checks}
+    namespace = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer_q09_output_choices":
+            exec(cell.source, namespace)  # noqa: S102 - the course's own solution cell
+    choices = namespace["output_choices"]
+    assert len(choices) == 5
+    for k, task in enumerate(sorted(choices), start=1):
+        assert keys[f"q09_{k}"] == choice_text(choices[task])
 
 
 # ---------------------------------------------------------------- figures and explorers

@@ -85,13 +85,17 @@ def test_lying_objects_are_recorded_as_what_they_are(tmp_path):
     assert trusted.judge_kernel(tmp_path, "relu")
 
 
-def test_hidden_kernels_map_grade_cells_to_kernels():
+def test_hidden_checks_map_grade_cells_to_kernels():
     relu = [p for p in SOLUTION_NOTEBOOKS if p.stem == "02_relu"]
     if not relu:
         pytest.skip("no 02_relu solution notebook")
-    assert trusted.hidden_kernels(relu[0]) == {
+    checks = trusted.hidden_checks(relu[0])
+    kernel_cells = {grade_id: names for grade_id, names in checks.items()
+                    if not any(isinstance(n, trusted.Answer) for n in names)}
+    assert kernel_cells == {
         "test_relu": ["relu"], "test_relu_grad": ["relu_grad"],
         "test_leaky_relu": ["leaky_relu"], "test_leaky_relu_grad": ["leaky_relu_grad"]}
+    assert checks["test_q02_1"] == [trusted.Answer("q02_1", -1.0, None, 1e-6)]
 
 
 # ---------------------------------------------------------------- flags
@@ -199,7 +203,86 @@ def test_a_forged_pass_in_the_kernel_is_not_a_pass_outside(tmp_path, monkeypatch
     assert "did not run to the end" in trusted.judge_kernel(tmp_path, "init_std")
 
 
-def test_hidden_kernels_include_the_replayable_model_exercises():
-    found = {name for p in SOLUTION_NOTEBOOKS for names in trusted.hidden_kernels(p).values()
+def test_hidden_checks_include_the_replayable_model_exercises():
+    found = {name for p in SOLUTION_NOTEBOOKS for names in trusted.hidden_checks(p).values()
              for name in names}
     assert {"init_std", "layer_grad_norms"} <= found and "revive_dead_units" not in found
+
+
+# ---------------------------------------------------------------- graded answers
+
+
+ANSWER_CELL = '''answer_check = 1
+### BEGIN HIDDEN TESTS
+from autograder.recorders.answers import grade_answer
+grade_answer("q99_1", answer_q99_1, expected="b")
+grade_answer("q99_2", answer_q99_2, expected=0.0625, rel_tol=0.02)
+### END HIDDEN TESTS
+'''
+
+
+def _answer_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(ANSWER_CELL)
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 1,
+                                 "grade_id": "test_q99", "schema_version": 3}
+    nb.cells.append(cell)
+    path = tmp_path / "99_answers.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _answered(tmp_path, monkeypatch, first, second):
+    from autograder.recorders.answers import grade_answer
+
+    records = tmp_path / "records"
+    monkeypatch.setenv(hidden.RECORDS_ENV, str(records))
+    grade_answer("q99_1", first, expected="ignored in the sandbox")
+    grade_answer("q99_2", second, expected=-1)
+    return trusted.judge_cells(records, trusted.hidden_checks(_answer_notebook(tmp_path)))
+
+
+def test_answer_keys_come_from_the_solution_not_the_kernel(tmp_path, monkeypatch):
+    """The sandboxed call records only the student's value; `expected` is read from the
+    solution's source, so a right answer passes whatever the kernel was told."""
+    checks = trusted.hidden_checks(_answer_notebook(tmp_path))
+    assert checks == {"test_q99": [trusted.Answer("q99_1", "b"), trusted.Answer("q99_2", 0.0625, 0.02)]}
+    assert _answered(tmp_path, monkeypatch, " (B) ", 0.063) == {"test_q99": None}
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ("a", 0.0625, "'a' is not the right choice"),
+    ("b", 0.25, "0.25 is not the right value"),
+    ("b", "0.0625", "answer with a number"),
+    (2, 0.0625, "answer with the letter"),
+    ("b", float("nan"), "not a finite number"),
+    ("b", True, "answer with a number"),
+])
+def test_wrong_answers_fail_with_a_message_naming_the_question(tmp_path, monkeypatch, first, second,
+                                                               message):
+    verdict = _answered(tmp_path, monkeypatch, first, second)["test_q99"]
+    assert verdict and message in verdict
+
+
+def test_an_object_that_equals_everything_is_not_an_answer(tmp_path, monkeypatch):
+    class Yes:
+        def __eq__(self, other):
+            return True
+
+    verdict = _answered(tmp_path, monkeypatch, Yes(), 0.0625)["test_q99"]
+    assert "answer with the letter" in verdict
+
+
+def test_a_missing_answer_record_scores_nothing(tmp_path):
+    verdict = trusted.judge_cells(tmp_path, trusted.hidden_checks(_answer_notebook(tmp_path)))
+    assert "did not run to the end" in verdict["test_q99"]
+
+
+def test_outside_the_sandbox_the_answer_is_checked_in_the_kernel(monkeypatch):
+    from autograder.recorders.answers import grade_answer
+
+    monkeypatch.delenv(hidden.RECORDS_ENV, raising=False)
+    grade_answer("q99_1", "B", expected="b")
+    grade_answer("q99_2", np.float32(0.0626), expected=0.0625, rel_tol=0.02)
+    with pytest.raises(AssertionError, match="q99_1: 'c' is not the right choice"):
+        grade_answer("q99_1", "c", expected="b")

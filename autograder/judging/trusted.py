@@ -6,35 +6,62 @@ code does in the kernel (monkeypatching numpy or our checks, IPython hooks, lyin
 change a verdict reached here, in the grader's own process, with its own numpy and the reference.
 A cell keeps nbgrader's points only when every kernel its hidden tests name was judged correct.
 Two model exercises (models.REPLAYABLE) are judged the same way: their check runs again
-here on a recording of what the student's function returned.
+here on a recording of what the student's function returned. Graded answers to *check your
+understanding* questions (`grade_answer("q04_1", ..., expected="b")`) are compared here with
+the `expected` written in the solution notebook's hidden tests (autograder.recorders.answers).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 
 from autograder.judging.judge import judge
 from autograder.pipeline.feedback import hidden_lines
-from autograder.recorders import kernels, models
+from autograder.recorders import answers, kernels, models
 
 HIDDEN_CALL = re.compile(r"""(grade_kernel|grade_function)\(\s*["'](\w+)["']""")
 
 
-def hidden_kernels(solution: Path) -> dict[str, list[str]]:
-    """grade_id -> the kernels its hidden tests judge (cells with none are left out)."""
+class Answer(NamedTuple):
+    """A graded answer's key, read from the solution notebook (never from the kernel)."""
+
+    question: str
+    expected: str | float
+    rel_tol: float | None = None
+    abs_tol: float | None = None
+
+
+def _answer_keys(hidden: str) -> list[Answer]:
+    """The `grade_answer(...)` calls in hidden test lines, with their literal arguments."""
+    keys = []
+    for node in ast.walk(ast.parse(hidden)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "grade_answer"):
+            kw = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+            keys.append(Answer(ast.literal_eval(node.args[0]), kw["expected"],
+                               kw.get("rel_tol"), kw.get("abs_tol")))
+    return keys
+
+
+def hidden_checks(solution: Path) -> dict[str, list[str | Answer]]:
+    """grade_id -> what its hidden tests judge: kernel and model-exercise names, and answer keys
+    (cells with none are left out)."""
     found = {}
     for cell in nbformat.read(solution, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade"):
-            calls = HIDDEN_CALL.findall("\n".join(hidden_lines(cell.source)))
-            names = [name for func, name in calls
+            hidden = "\n".join(hidden_lines(cell.source))
+            names = [name for func, name in HIDDEN_CALL.findall(hidden)
                      if func == "grade_kernel" or name in models.REPLAYABLE]
-            if names:
-                found[meta["grade_id"]] = names
+            checks = names + _answer_keys(hidden)
+            if checks:
+                found[meta["grade_id"]] = checks
     return found
 
 
@@ -57,10 +84,23 @@ def judge_kernel(records: Path, name: str) -> str | None:
         return f"the outputs of {name} could not be checked ({type(err).__name__}: {err})"
 
 
-def judge_cells(records: Path, kernels: dict[str, list[str]]) -> dict[str, str | None]:
-    """grade_id -> None (every kernel of the cell passed) or the first failure message."""
+def judge_answer(records: Path, key: Answer) -> str | None:
+    """None if the answer recorded in folder `records` matches the key, else the message."""
+    try:
+        answer = answers.load_answer(records, key.question)
+    except kernels.RecordsError as err:
+        return str(err)
+    return answers.compare(key.question, answer, key.expected, key.rel_tol, key.abs_tol)
+
+
+def judge_check(records: Path, check: str | Answer) -> str | None:
+    return judge_answer(records, check) if isinstance(check, Answer) else judge_kernel(records, check)
+
+
+def judge_cells(records: Path, checks: dict[str, list[str | Answer]]) -> dict[str, str | None]:
+    """grade_id -> None (every check of the cell passed) or the first failure message."""
     verdicts = {}
-    for grade_id, names in kernels.items():
+    for grade_id, cell_checks in checks.items():
         verdicts[grade_id] = next(
-            (msg for msg in (judge_kernel(records, n) for n in names) if msg), None)
+            (msg for msg in (judge_check(records, c) for c in cell_checks) if msg), None)
     return verdicts

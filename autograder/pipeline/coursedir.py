@@ -68,6 +68,9 @@ def write_config(root: Path, *, timeout: int = 120, sandboxed: bool = False) -> 
             "from autograder.pipeline.sandbox import autograde_preprocessors",
             "c.Autograde.autograde_preprocessors = autograde_preprocessors()",
             f"c.SandboxedExecute.timeout = {int(timeout)}",
+            # The grader rewrites the autograded notebooks (redaction, the trusted verdicts):
+            # nbgrader's default 444 refuses that to anyone but root.
+            "c.Autograde.permissions = 644",
         ]
     (root / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
 

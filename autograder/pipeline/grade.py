@@ -272,7 +272,7 @@ def load_course(solutions: Path) -> tuple[Course, list[Path]]:
         max_points={p.stem: _grade_cells(p) for p in sources},
         code_cells={p.stem: sum(c.cell_type == "code" for c in nbformat.read(p, 4).cells)
                     for p in sources},
-        kernels={p.stem: trusted.hidden_kernels(p) for p in sources},
+        checks={p.stem: trusted.hidden_checks(p) for p in sources},
         secrets=set().union(*(feedback.notebook_hidden_lines(p) for p in sources)),
     )
     return course, sources

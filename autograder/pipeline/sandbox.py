@@ -12,6 +12,17 @@ every kernel through `SandboxedKernelManager`, which wraps the kernel command:
         prlimit --as --cpu --nproc --fsize --core=0
           python -m ipykernel_launcher -f SCRATCH/kernel.json
 
+As an ordinary user (no root), bwrap makes an unprivileged user namespace instead (--unshare-user,
+and --disable-userns where bwrap has it: no further namespaces inside) and there is no setpriv:
+the kernel runs as the instructor's own uid, mapped to itself, without capabilities. What keeps it
+off the instructor's files is then the mount namespace alone: everything is read-only except its
+scratch folder and a private /tmp, and the repository is not mounted at all. The process cap
+counts the kernel's uid: inside a user namespace (Linux 5.14 and later) only the processes in
+that namespace, so the cap is the same as root's; on a kernel that counts every process of the
+uid system-wide, the instructor's own count at kernel start is added (`_nproc_per_namespace`
+finds out which, once per process). Where unprivileged user namespaces are switched off,
+`check_available` names the setting to change (`userns_problem`).
+
 The kernel talks to nbgrader over ZeroMQ's IPC transport (socket files in the scratch folder),
 since a sandbox without network cannot reach loopback ports. It sees none of the repository: the
 only grading code on its path is `sandbox_library()`, a copy of the modules that *record* a
@@ -24,6 +35,7 @@ SANDBOX_ENV (JSON), per nbgrader process.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -44,6 +56,25 @@ FIRST_UID = 61000  # worker k's kernels run as FIRST_UID + k when the grader is 
 # What the kernel may import of our code: the recording side only.
 NONLINEARITY = REPO / "course" / "nonlinearity"
 OUTPUT_NOTE = "[output cut by the grader at {kb} kB for this cell]"
+# The namespaces of an ordinary user's sandbox (a root grader's: see _bwrap_args).
+USER_NAMESPACES = ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+                   "--unshare-uts", "--unshare-cgroup-try"]
+# The settings that switch unprivileged user namespaces off: /proc/sys file, its value when
+# off, and what to do about it.
+USERNS_SYSCTLS = [
+    ("/proc/sys/kernel/unprivileged_userns_clone", "0",
+     "kernel.unprivileged_userns_clone is 0; set it to 1 "
+     "(`sudo sysctl -w kernel.unprivileged_userns_clone=1`, and a file in /etc/sysctl.d "
+     "to keep it)"),
+    ("/proc/sys/user/max_user_namespaces", "0",
+     "user.max_user_namespaces is 0; set it to a positive number "
+     "(`sudo sysctl -w user.max_user_namespaces=15000`, and a file in /etc/sysctl.d "
+     "to keep it)"),
+    ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1",
+     "kernel.apparmor_restrict_unprivileged_userns is 1 (Ubuntu's AppArmor default); set it to "
+     "0 (`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, and a file in "
+     "/etc/sysctl.d to keep it), or load an AppArmor profile that allows `userns,` for bwrap"),
+]
 
 
 class SandboxError(RuntimeError):
@@ -69,6 +100,64 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+def privileged() -> bool:
+    """Whether the grader runs as root: then each worker's kernels get their own uid (setpriv)
+    in a sandbox without a user namespace; otherwise an unprivileged user namespace."""
+    return os.geteuid() == 0
+
+
+def worker_uid(index: int) -> int | None:
+    """The uid worker `index`'s kernels run as when the grader is root; None otherwise (the
+    kernel keeps the instructor's uid, inside a user namespace)."""
+    return FIRST_UID + index if privileged() else None
+
+
+def userns_problem() -> str | None:
+    """None when bubblewrap can make the namespaces of an ordinary user's sandbox here; else why
+    not, in one line that names the setting to change."""
+    probe = subprocess.run([bwrap_path() or "bwrap", *USER_NAMESPACES, "--ro-bind", "/", "/",
+                            "--proc", "/proc", "--dev", "/dev", "--", "true"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode == 0:
+        return None
+    head = "bubblewrap cannot create a user namespace, which grading as an ordinary user needs"
+    for path, off, fix in USERNS_SYSCTLS:
+        try:
+            value = Path(path).read_text().strip()
+        except OSError:
+            continue  # this kernel has no such setting
+        if value == off:
+            return f"{head}: {fix}; or grade as root"
+    why = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+    return f"{head} ({why}); no sysctl setting explains it; grade as root, or ask your administrator"
+
+
+@functools.cache
+def _bwrap_options() -> str:
+    try:
+        return subprocess.run([bwrap_path() or "bwrap", "--help"], capture_output=True,
+                              text=True, timeout=30).stdout
+    except OSError:
+        return ""
+
+
+@functools.cache
+def _nproc_per_namespace() -> bool:
+    """Whether RLIMIT_NPROC in an unprivileged sandbox counts only the processes of its own user
+    namespace (Linux 5.14 and later) rather than every process of the uid on the machine.
+
+    Tried once per process: the sandbox's init, a Python and one child are 3 processes of this uid
+    in the namespace, under a cap of 4; counted system-wide, the grader itself, bwrap outside and
+    those three are already 5, and the fork fails."""
+    code = ("import os, sys\ntry:\n    pid = os.fork()\nexcept OSError:\n    sys.exit(3)\n"
+            "if pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)")
+    probe = subprocess.run([bwrap_path() or "bwrap", *USER_NAMESPACES, "--die-with-parent",
+                            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--",
+                            "prlimit", "--nproc=4", "--", sys.executable, "-c", code],
+                           capture_output=True, text=True, timeout=60)
+    return probe.returncode == 0
+
+
 def check_available(work: Path, library: Path) -> None:
     """Raise SandboxError with a one-line reason unless a sandboxed Python starts here and
     imports numpy and `library` (from sandbox_library); work: an empty folder to try it in."""
@@ -76,7 +165,9 @@ def check_available(work: Path, library: Path) -> None:
         raise SandboxError("bubblewrap (bwrap) is not installed: install the Debian package "
                            "`bubblewrap`, or pass --unsafe-no-sandbox to run student code "
                            "with your own permissions")
-    cfg = json.loads(settings(work / "scratch", library, Limits(), uid=FIRST_UID, threads=1,
+    if not privileged() and (problem := userns_problem()):
+        raise SandboxError(problem)
+    cfg = json.loads(settings(work / "scratch", library, Limits(), uid=worker_uid(0), threads=1,
                               unsafe=False, token="probe"))
     scratch = prepare_scratch(cfg, "probe")
     cmd = wrap_command([sys.executable, "-c", "import numpy, nonlinearity"], cfg, scratch)
@@ -114,8 +205,12 @@ def sandbox_library(dest: Path) -> Path:
 def settings(scratch: Path, library: Path, limits: Limits, *, uid: int | None, threads: int,
              unsafe: bool, token: str) -> str:
     """The JSON for SANDBOX_ENV: where one student's kernels keep their files, and how."""
+    per_namespace = None  # a root grader's kernels: their own uid, counted system-wide
+    if not unsafe and not (privileged() and uid is not None):
+        per_namespace = _nproc_per_namespace()
     return json.dumps({"scratch": str(scratch), "library": str(library), "limits": asdict(limits),
-                       "uid": uid, "threads": threads, "unsafe": unsafe, "token": token})
+                       "uid": uid, "threads": threads, "unsafe": unsafe, "token": token,
+                       "nproc_per_namespace": per_namespace})
 
 
 # ---------------------------------------------------------------- the command line
@@ -158,7 +253,10 @@ def _bwrap_args(scratch: Path, library: Path, env_args: list[str], *, as_root: b
         ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
               "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        ns = ["--unshare-all"]
+        # An unprivileged user namespace, the kernel's uid mapped to the instructor's own, and
+        # (bubblewrap 0.8 and later) no further user namespaces for the student's code.
+        ns = USER_NAMESPACES + (["--disable-userns"] if "--disable-userns" in _bwrap_options()
+                                else [])
     mounts = [*_python_binds(), "--ro-bind", str(library), str(library),
               "--bind", str(scratch), str(scratch)]
     binds = [
@@ -181,15 +279,16 @@ def _parent_dirs(paths: list[str]) -> list[str]:
     return [arg for p in ancestors for arg in ("--perms", "0755", "--dir", p)]
 
 
-def _processes_of(uid: int) -> int:
+def _tasks_of(uid: int) -> int:
+    """Processes and threads whose real uid is `uid` (what RLIMIT_NPROC counts system-wide)."""
     count = 0
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            for line in status.read_text().splitlines():
-                if line.startswith("Uid:"):
-                    count += int(line.split()[1]) == uid
-                    break
-        except (OSError, ValueError):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if line.startswith(("Uid:", "Threads:")))
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields.get("Threads", "1"))
+        except (OSError, ValueError, KeyError):
             continue
     return count
 
@@ -212,8 +311,12 @@ def wrap_command(kernel_cmd: list[str], cfg: dict, scratch: Path) -> list[str]:
         return kernel_cmd  # env and cwd are applied by the kernel manager
     env_args = [arg for key, value in env.items() for arg in ("--setenv", key, value)]
     uid = cfg["uid"]
-    as_root = os.geteuid() == 0 and uid is not None
-    nproc = limits.processes + (0 if as_root else _processes_of(os.getuid()))
+    as_root = privileged() and uid is not None
+    # Root: the worker's own uid, nothing else runs as it. An ordinary user: the processes of the
+    # sandbox's user namespace, or (older kernels) every process of the instructor's uid, so the
+    # cap is raised by what the instructor runs now.
+    per_namespace = as_root or cfg.get("nproc_per_namespace", True)
+    nproc = limits.processes + (0 if per_namespace else _tasks_of(os.getuid()))
     prlimit = ["prlimit", f"--as={limits.memory_mb * 2**20}", f"--cpu={limits.cpu_s}",
                f"--nproc={nproc}", f"--fsize={limits.file_mb * 2**20}", "--core=0", "--"]
     drop = (["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
@@ -239,7 +342,7 @@ def prepare_scratch(cfg: dict, notebook: str) -> Path:
     (scratch / "work").mkdir(parents=True)
     (scratch / "records").mkdir()
     uid = cfg["uid"]
-    if uid is not None and os.geteuid() == 0 and not cfg["unsafe"]:
+    if uid is not None and privileged() and not cfg["unsafe"]:
         for path in (scratch, scratch / "work", scratch / "records"):
             os.chown(path, uid, uid)
     return scratch
@@ -275,7 +378,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             kw["env"] = kernel_env(cfg, self._scratch)
         else:
             conn = Path(self.connection_file)
-            if cfg["uid"] is not None and os.geteuid() == 0:
+            if cfg["uid"] is not None and privileged():
                 os.chown(conn, cfg["uid"], cfg["uid"])
             kw["cwd"] = str(self._scratch)
             kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -6,7 +6,7 @@ tar archive in memory that travels to the workers with the tasks (no shared file
     template/     nbgrader course directory: source copied from solutions/, the assignment
                   generated (gradebook with the grade cells and their checksums)
     library/      the modules a sandboxed kernel may import (autograder.pipeline.sandbox)
-    course.json   the course (notebooks, points, kernels judged, hidden-test lines) and the
+    course.pickle the course (notebooks, points, checks judged, hidden-test lines) and the
                   grading settings (timeouts, limits)
 
 A worker unpacks a bundle once, into its local directory, cached by the bundle's hash. Each task
@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -83,7 +84,7 @@ class Course:
     notebooks: list[str]
     max_points: dict[str, dict[str, float]]  # notebook -> grade_id -> points
     code_cells: dict[str, int]
-    kernels: dict[str, dict[str, list[str]]]  # notebook -> grade_id -> kernels judged
+    checks: dict[str, dict[str, list]]  # notebook -> grade_id -> kernels and answer keys judged
     secrets: set[str]  # hidden-test lines that must not reach feedback
 
 
@@ -100,7 +101,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Bundle:
-    """The grading bundle: a tar archive of template/, library/ and course.json, and its hash."""
+    """The grading bundle: a tar archive of template/, library/ and course.pickle, and its hash."""
 
     digest: str
     data: bytes
@@ -134,9 +135,9 @@ def make_bundle(template: Path, library: Path, course: Course, settings: Setting
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, path in (("template", template), ("library", library)):
             tar.add(path, arcname=name, filter=_no_caches)
-        described = json.dumps({"course": {**asdict(course), "secrets": sorted(course.secrets)},
-                                "settings": asdict(settings)}).encode()
-        info = tarfile.TarInfo("course.json")
+        # Pickled: the answer keys are trusted.Answer tuples; the driver made it, workers trust it.
+        described = pickle.dumps((course, settings))
+        info = tarfile.TarInfo("course.pickle")
         info.size = len(described)
         tar.addfile(info, io.BytesIO(described))
     data = buf.getvalue()
@@ -165,7 +166,7 @@ def unpack(bundle: Bundle) -> Path:
     cache = worker_directory() / "autograder" / "bundles"
     root = cache / bundle.digest[:32]
     with _UNPACK_LOCK:
-        if (root / "course.json").is_file():
+        if (root / "course.pickle").is_file():
             return root
         cache.mkdir(parents=True, exist_ok=True)
         partial = cache / f".{root.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -179,11 +180,8 @@ def unpack(bundle: Bundle) -> Path:
 
 
 def read_course(root: Path) -> tuple[Course, Settings]:
-    described = json.loads((root / "course.json").read_text())
-    course = Course(**{**described["course"], "secrets": set(described["course"]["secrets"])})
-    raw = described["settings"]
-    settings = Settings(**{**raw, "limits": sandbox.Limits(**raw["limits"])})
-    return course, settings
+    with open(root / "course.pickle", "rb") as f:
+        return pickle.load(f)
 
 
 # ---------------------------------------------------------------- running nbgrader
@@ -436,7 +434,7 @@ class Job:
         if not records.parent.is_dir():  # nbgrader ignores a config file that fails to load
             raise NbgraderError(f"{sid}/{nb} was executed outside the grading sandbox: "
                                 f"{self.root / 'nbgrader_config.py'} did not take effect")
-        verdicts = trusted.judge_cells(records, self.course.kernels[nb])
+        verdicts = trusted.judge_cells(records, self.course.checks[nb])
         failed = {gid: msg for gid, msg in verdicts.items() if msg}
         # The student needs the judge's message where the kernel's own run looked fine; a cell
         # whose visible check already failed keeps that message alone (its hidden checks never ran).

@@ -1,4 +1,10 @@
-"""Hidden checks for notebook 8's `make_cnn` (called from its grade cell).
+"""Hidden checks for notebook 8's `make_cnn` and `accuracy` (called from their grade cells).
+
+accuracy is judged outside the sandbox: its grade cell calls
+`autograder.recorders.models.grade_function("accuracy", accuracy)`, which records what the
+student's function returned (models.Recorder) and lets autograder.judging.trusted run
+`grade_accuracy` again on the recording (models.replay). make_cnn is judged by the network it
+builds, so `grade_cnn` decides inside the kernel.
 
 More of what the visible checks in nonlinearity.checks_cnn do: every activation name of the
 contract, other channel counts, class counts, widths and image sizes, logits rather than
@@ -52,3 +58,21 @@ def grade_cnn(make_cnn: Callable) -> None:
                                  "parameters); build a new one on every call")
     for activation, seed in _TRAINING_CASES:
         checks_cnn.check_training(make_cnn, activation, seed=seed)
+
+
+# (seed, n, n_classes, requires_grad): square batches catch an argmax over the wrong axis, a
+# single row and two classes the edges, logits that require grad a missing .detach()/.item().
+_ACCURACY_CASES = [(10, 64, 10, False), (11, 7, 3, False), (18, 10, 10, False), (13, 1, 2, False),
+                   (14, 500, 10, True), (15, 3, 100, False), (16, 4, 4, True)]
+
+
+def grade_accuracy(accuracy: Callable) -> None:
+    """Raise AssertionError (with a message for the student) unless accuracy(logits, labels) returns
+    the fraction of rows whose largest logit is at the label, as a float. Only looks at what
+    accuracy returns, so it can run again on a recording (see models.replay)."""
+    for seed, n, n_classes, requires_grad in _ACCURACY_CASES:
+        checks_cnn.judge_accuracy(accuracy, *checks_cnn.accuracy_case(seed, n, n_classes,
+                                                                       requires_grad=requires_grad))
+    logits, _ = checks_cnn.accuracy_case(17, 20, 5)
+    checks_cnn.judge_accuracy(accuracy, logits, logits.argmax(dim=1))  # every row right: 1.0
+    checks_cnn.judge_accuracy(accuracy, logits, (logits.argmax(dim=1) + 1) % 5)  # none right: 0.0

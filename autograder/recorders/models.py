@@ -3,6 +3,7 @@
     grade_function("revive_dead_units", revive_dead_units)   # notebook 6
     grade_function("layer_grad_norms", layer_grad_norms)     # notebook 7
     grade_function("init_std", init_std)                     # notebook 7
+    grade_function("accuracy", accuracy)                     # notebook 8 (checks in recorders.cnn)
 
 Each check is seeded (the same submission always gets the same verdict), raises AssertionError
 with a message that names the likely misconception, and never writes to stderr: warnings from
@@ -26,10 +27,13 @@ from nonlinearity.checks_models import no_warnings
 
 
 def _checks() -> dict[str, Callable]:
+    from autograder.recorders.cnn import grade_accuracy  # notebook 8
+
     return {
         "revive_dead_units": _grade_revive_dead_units,
         "layer_grad_norms": _grade_layer_grad_norms,
         "init_std": _grade_init_std,
+        "accuracy": grade_accuracy,
     }
 
 
@@ -37,7 +41,7 @@ def _checks() -> dict[str, Callable]:
 # grading sandbox on a recording of those returns (see Recorder / replay): there, nothing the
 # student's code did in the kernel can change the verdict. revive_dead_units is judged by its
 # effect on a layer, so it stays a check inside the kernel (and autograder.judging.flags watches it).
-REPLAYABLE = ("layer_grad_norms", "init_std")
+REPLAYABLE = ("layer_grad_norms", "init_std", "accuracy")
 
 
 def grade_function(name: str, fn: Callable) -> None:

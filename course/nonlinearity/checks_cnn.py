@@ -1,4 +1,10 @@
-"""Visible checks for notebook 8's `make_cnn` exercise (the hidden checks run more of the same).
+"""Visible checks for notebook 8's exercises `make_cnn` and `accuracy` (the hidden checks run more
+of the same).
+
+    accuracy(logits, labels) -> float
+
+the fraction of rows of logits (N, C) whose largest entry sits at the row's label (labels: (N,)
+int64), as a Python float in [0, 1]; inputs unchanged.
 
 The contract, as the notebook states it:
 
@@ -17,9 +23,11 @@ stderr (warnings become AssertionErrors), and the torch random state is restored
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -223,3 +231,72 @@ def check_cnn(make_cnn: Callable) -> None:
     check_training(make_cnn, "relu")
     print("make_cnn: visible checks passed (structure for relu and gelu, output shapes, "
           "training smoke test).")
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy(logits, labels) -> float
+# ---------------------------------------------------------------------------------------------
+
+def accuracy_case(seed: int, n: int, n_classes: int, *, requires_grad: bool = False):
+    """Seeded logits (n, n_classes) without ties, labels (n,) int64 with a known share of hits."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, n_classes, generator=gen)
+    labels = torch.randint(0, n_classes, (n,), generator=gen)
+    return logits.requires_grad_(requires_grad), labels
+
+
+def judge_accuracy(accuracy: Callable, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """One call of the student's accuracy, compared with the fraction of argmax hits."""
+    n, n_classes = logits.shape
+    label = f"accuracy(logits of shape ({n}, {n_classes}), labels of shape ({n},))"
+    before = logits.detach().clone(), labels.clone()
+    hits = int((logits.detach().argmax(dim=1) == labels).sum())
+    expected = hits / n
+    try:
+        value = accuracy(logits, labels)
+    except Exception as error:
+        hint = ""
+        if "must match the size" in str(error):
+            hint = " (one prediction per row: is the argmax over the classes, dim=1?)"
+        raise AssertionError(f"{label} raised {type(error).__name__}: {error}{hint}") from None
+    if not (torch.equal(logits.detach(), before[0]) and torch.equal(labels, before[1])):
+        raise AssertionError(f"{label} changed its inputs in place")
+    kind = type(value).__name__
+    if kind == "Tensor" or "torch" in repr(type(value)):
+        raise AssertionError(f"{label} returned a torch tensor; return a Python float (.item() "
+                             "turns a one-element tensor into one)")
+    if isinstance(value, bool) or not isinstance(value, float | int | np.floating | np.integer):
+        raise AssertionError(f"{label} returned {kind}, not a number; return a Python float")
+    value = float(value)
+    if math.isclose(value, expected, abs_tol=1e-6):
+        return
+    wrong_axis = None
+    if n == n_classes:  # a square batch: argmax over the classes and over the samples both run
+        wrong_axis = int((logits.detach().argmax(dim=0) == labels).sum()) / n
+    diagnoses = [
+        (float(hits), "this is the number of correct predictions; divide by the number of samples"),
+        (100.0 * expected, "this is a percentage; return a fraction between 0 and 1"),
+        (1.0 - expected, "this is the error rate (the share of wrong predictions)"),
+        (wrong_axis, "the argmax ran over the samples (dim=0); take it over the classes (dim=1), "
+                     "one prediction per row"),
+    ]
+    for wrong, message in diagnoses:
+        if wrong is not None and math.isclose(value, wrong, abs_tol=1e-6) and \
+                not math.isclose(wrong, expected, abs_tol=1e-6):
+            raise AssertionError(f"{label} = {value:.6g}: {message} (expected {expected:.6g}, "
+                                 f"{hits} of {n} correct)")
+    raise AssertionError(f"{label} = {value:.6g}, expected {expected:.6g} ({hits} of {n} rows have "
+                         "their largest logit at the label)")
+
+
+VISIBLE_ACCURACY_CASES = [(0, 8, 3), (1, 5, 5), (2, 1, 10)]
+
+
+def check_accuracy(accuracy: Callable) -> None:
+    """The visible checks of accuracy: a hand-made example, then seeded random logits."""
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.3, 0.2], [-1.0, -2.0, 4.0], [0.0, 1.0, -1.0]])
+    labels = torch.tensor([0, 1, 1, 1])  # rows 0, 1 and 3 are right: 3 of 4
+    judge_accuracy(accuracy, logits, labels)
+    for seed, n, n_classes in VISIBLE_ACCURACY_CASES:
+        judge_accuracy(accuracy, *accuracy_case(seed, n, n_classes))
+    print("accuracy: visible checks passed (a hand-made example and 3 random batches).")

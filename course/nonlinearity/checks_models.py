@@ -1,4 +1,4 @@
-"""Visible checks for the model exercises of notebooks 6 and 7 (run by the students).
+"""Visible checks for the model exercises of notebooks 6, 7 and 9 (run by the students).
 
 `check_function(name, fn)` runs a few quick, seeded checks of one exercise and raises an
 AssertionError whose message names the input, the expected and the actual value, and the
@@ -8,6 +8,7 @@ likely misconception. The contract kernels (`dead_fraction` among them) are chec
 - `revive_dead_units(layer, preacts, generator=None) -> int`          (notebook 6)
 - `layer_grad_norms(model, x, y, loss_fn) -> np.ndarray (n_linear,)`  (notebook 7)
 - `init_std(fan_in, fan_out, kind) -> float`                          (notebook 7)
+- `output_choices`: task -> (output activation, loss), its form only (notebook 9)
 
 Nothing here writes to stderr: warnings raised by the student's code become AssertionErrors.
 """
@@ -164,3 +165,35 @@ def _check_init_std(fn: Callable) -> None:
         pass
     else:
         raise AssertionError("init_std(10, 10, 'uniform') should raise ValueError (unknown kind)")
+
+
+# ---------------------------------------------------------------- notebook 9
+
+OUTPUT_ACTIVATIONS = ("identity", "sigmoid", "softmax", "relu", "tanh")
+OUTPUT_LOSSES = ("squared_error", "binary_cross_entropy", "cross_entropy")
+
+
+def choice_text(choice) -> str:
+    """An (activation, loss) pair as one line of text, "sigmoid + binary_cross_entropy".
+
+    Names are compared without case or surrounding spaces; a malformed choice raises an
+    AssertionError that says what the answer should look like.
+    """
+    assert isinstance(choice, tuple | list) and len(choice) == 2, (
+        f"each answer should be a pair (activation, loss), e.g. (\"identity\", \"squared_error\"); "
+        f"got {choice!r}")
+    activation, loss = (str(part).strip().lower() for part in choice)
+    assert activation in OUTPUT_ACTIVATIONS, (
+        f"{activation!r} is not one of the output activations {OUTPUT_ACTIVATIONS}")
+    assert loss in OUTPUT_LOSSES, f"{loss!r} is not one of the losses {OUTPUT_LOSSES}"
+    return f"{activation} + {loss}"
+
+
+def check_output_choice(choices, task: str) -> None:
+    """Visible check of notebook 9's exercise: the answer for `task` is there and well formed.
+
+    Only the format is checked here; whether the choice is right is for the hidden tests.
+    """
+    assert isinstance(choices, dict), f"output_choices should be a dict, got {type(choices).__name__}"
+    assert task in choices, f"output_choices has no answer for task {task!r}"
+    print(f"task {task}: {choice_text(choices[task])} (well formed; graded when you hand in)")

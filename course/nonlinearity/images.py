@@ -136,6 +136,7 @@ def make_shapes(
     channels: int = 3,
     noise: float = 0.08,
     clutter: int = 2,
+    polarity: str = "mixed",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw n labelled images of the ten SHAPE_CLASSES; deterministic for a given seed.
 
@@ -143,10 +144,13 @@ def make_shapes(
     balanced (counts differ by at most one). Each image: a shape at a random position, radius
     (18-38% of the image), angle (within ±30°) and colour, on a shaded background of another
     colour, `clutter` random strokes (some in front of the shape) and Gaussian pixel noise of
-    standard deviation `noise`.
+    standard deviation `noise`. polarity "mixed": the shape is brighter or darker than its
+    background, at random (then every class has the same mean image, and no linear model does
+    better than chance); "light": always brighter.
     """
-    if n < 0 or size < 8 or channels not in (1, 3):
-        raise ValueError("make_shapes needs n >= 0, size >= 8 and channels 1 or 3")
+    if n < 0 or size < 8 or channels not in (1, 3) or polarity not in ("mixed", "light"):
+        raise ValueError("make_shapes needs n >= 0, size >= 8, channels 1 or 3 and polarity "
+                         "'mixed' or 'light'")
     rng = np.random.default_rng(seed)
     n_classes = len(SHAPE_CLASSES)
     y = rng.permutation(np.arange(n) % n_classes).astype(np.int64)
@@ -177,6 +181,8 @@ def make_shapes(
     # Colours: background and shape differ by at least 0.3 in brightness, in either order.
     bg = rng.uniform(0.2, 0.8, size=(n, channels, 1, 1))
     sign = rng.choice([-1.0, 1.0], size=(n, 1, 1, 1))
+    if polarity == "light":
+        sign = np.ones_like(sign)
     fg = np.clip(bg + sign * rng.uniform(0.3, 0.6, size=(n, channels, 1, 1)), 0.0, 1.0)
     # A linear shading across the background, in a random direction.
     g = rng.normal(0, 0.15, size=(n, 2, 1, 1))
@@ -199,7 +205,7 @@ def shapes_dataset(
 ) -> ImageSet:
     """The generated default set: train and test drawn from independent seeds derived from `seed`.
 
-    difficulty: `noise` and `clutter`, passed on to make_shapes.
+    difficulty: `noise`, `clutter` and `polarity`, passed on to make_shapes.
     """
     train_seed, test_seed = np.random.SeedSequence(seed).spawn(2)
     x_train, y_train = make_shapes(n_train, seed=int(train_seed.generate_state(1)[0]), size=size,
@@ -355,17 +361,19 @@ def _bad_path(path) -> ValueError:
 
 
 def load_images(path=None, n_train: int = 4000, n_test: int = 1000, *, seed: int = 0,
-                size: int = 32) -> ImageSet:
+                size: int = 32, shapes: dict | None = None) -> ImageSet:
     """The data set for the CNN comparison.
 
     path: None (then the environment variable NONLINEARITY_DATA, and if that is unset or empty
     the generated "shapes" set), "shapes", a CIFAR-10 python batch folder, or an ImageFolder
     tree. Raises ValueError with a one-line message for anything else.
+    shapes: keyword arguments for the generated set (noise, clutter, polarity; see make_shapes),
+    ignored for a real data set.
     """
     if path is None:
         path = os.environ.get(ENV_VAR, "").strip() or "shapes"
     if str(path) == "shapes":
-        return shapes_dataset(n_train, n_test, seed=seed, size=size)
+        return shapes_dataset(n_train, n_test, seed=seed, size=size, **(shapes or {}))
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise _bad_path(path)

@@ -254,3 +254,81 @@ def show_matrix(M, *, title: str, ax=None, xlabel: str = "input index",
     ax.set_ylabel(ylabel)
     ax.grid(False)
     return fig
+
+
+class ReluSum:
+    """A one-hidden-layer ReLU network on 1-D inputs: bias + sum_k weights[k] * ReLU(x - kinks[k]).
+
+    Hidden unit k has input weight 1 and bias -kinks[k], so it switches on at x = kinks[k];
+    `weights` are the output weights and `bias` the output bias.
+    """
+
+    def __init__(self, kinks, weights, bias: float):
+        self.kinks = np.asarray(kinks, dtype=np.float64)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.bias = float(bias)
+
+    def units(self, x) -> np.ndarray:
+        """Each unit's contribution weights[k] * ReLU(x - kinks[k]), shape (len(x), n_units)."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.maximum(x[:, None] - self.kinks[None, :], 0.0) * self.weights[None, :]
+
+    def __call__(self, x) -> np.ndarray:
+        return self.bias + self.units(x).sum(axis=1)
+
+
+def fit_relu_sum(fn: Callable, n_units: int, lo: float, hi: float,
+                 n_points: int = 801) -> ReluSum:
+    """Least-squares output weights of n_units ReLUs with evenly spaced kinks on [lo, hi).
+
+    The kinks sit at lo + k (hi - lo) / n_units, k = 0 .. n_units - 1 (the first, at lo, is a
+    straight line on the interval); only the output weights and bias are fitted, on n_points
+    evenly spaced samples of fn (a vectorised function of a float64 array).
+    """
+    if n_units < 1:
+        raise ValueError(f"need at least one unit, got {n_units}")
+    x = np.linspace(lo, hi, n_points)
+    kinks = lo + (hi - lo) * np.arange(n_units) / n_units
+    features = np.column_stack([np.ones_like(x), np.maximum(x[:, None] - kinks[None, :], 0.0)])
+    coefficients, *_ = np.linalg.lstsq(features, np.asarray(fn(x), dtype=np.float64), rcond=None)
+    return ReluSum(kinks, coefficients[1:], coefficients[0])
+
+
+def relu_sum_error(fn: Callable, n_units: int, lo: float, hi: float,
+                   n_points: int = 801) -> float:
+    """The largest |fn(x) - fitted ReLU sum(x)| over n_points evenly spaced x in [lo, hi]."""
+    x = np.linspace(lo, hi, n_points)
+    model = fit_relu_sum(fn, n_units, lo, hi, n_points)
+    return float(np.max(np.abs(np.asarray(fn(x), dtype=np.float64) - model(x))))
+
+
+def plot_relu_sum(fn: Callable, n_units: int, lo: float, hi: float, *, name: str = "f(x)",
+                  title: str = ""):
+    """Left: fn and its best sum of n_units ReLUs, kinks marked; right: the units themselves.
+
+    Returns the Figure (two labelled panels; the error is in the left panel's title).
+    """
+    x = np.linspace(lo, hi, 801)
+    model = fit_relu_sum(fn, n_units, lo, hi)
+    target = np.asarray(fn(x), dtype=np.float64)
+    approximation = model(x)
+    worst = float(np.max(np.abs(target - approximation)))
+    fig, (ax_fit, ax_units) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_fit.plot(x, target, color=OKABE_ITO["black"], linewidth=3, alpha=0.35, label=name)
+    ax_fit.plot(x, approximation, color=OKABE_ITO["vermillion"],
+                label=f"sum of {n_units} ReLU{'s' if n_units > 1 else ''}")
+    ax_fit.plot(model.kinks, model(model.kinks), "o", color=OKABE_ITO["blue"], markersize=5,
+                label="kinks (one per unit)")
+    _finish_axes(ax_fit, title=f"{n_units} unit{'s' if n_units > 1 else ''}: "
+                 f"largest error {worst:.3f}", xlabel="x", ylabel="output")
+    contributions = model.units(x)
+    for k in range(n_units):
+        ax_units.plot(x, contributions[:, k], color=PALETTE[k % 6], linewidth=1.2)
+    ax_units.axhline(model.bias, color=OKABE_ITO["black"], linestyle="--", linewidth=1.2,
+                     label=f"output bias {model.bias:.2f}")
+    _finish_axes(ax_units, title="the units: weight × ReLU(x − kink)", xlabel="x",
+                 ylabel="contribution")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -28,7 +28,7 @@ from nonlinearity.data import make_moons
 FULL_ENV = "NONLINEARITY_FULL"
 DEVICE_ENV = "NONLINEARITY_DEVICE"
 
-# name -> factory; Leaky ReLU uses torch's default slope 0.01, as in the seed's example.
+# name -> factory; Leaky ReLU uses torch's default slope 0.01, as in the glossary card's example.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.01),
@@ -160,6 +160,30 @@ def _init_linear(linear: nn.Linear, init: str, generator: torch.Generator | None
         linear.bias.zero_()
 
 
+BLOCKS = ("plain", "batchnorm", "layernorm", "residual")
+
+
+class HiddenBlock(nn.Module):
+    """One hidden layer of a deep MLP, h -> phi(norm(h @ W.T + b)), with an optional skip.
+
+    norm: None, "batchnorm" (per unit over the batch) or "layernorm" (per sample over the units),
+    placed between the Linear and the activation. residual=True returns h + phi(h @ W.T + b):
+    the skip connection gives the gradient a path that no activation multiplies.
+    """
+
+    def __init__(self, width: int, activation: str, *, norm: str | None = None, residual: bool = False):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        norms = {None: nn.Identity, "batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}
+        self.norm = norms[norm](width)
+        self.activation = ACTIVATIONS[activation]()
+        self.residual = residual
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = self.activation(self.norm(self.linear(h)))
+        return h + out if self.residual else out
+
+
 def make_deep_mlp(
     depth: int,
     *,
@@ -168,13 +192,40 @@ def make_deep_mlp(
     out_features: int = 1,
     activation: str = "sigmoid",
     init: str = "xavier",
+    gain: float = 1.0,
+    block: str = "plain",
     generator: torch.Generator | None = None,
 ) -> nn.Sequential:
-    """An MLP with `depth` Linear layers (depth - 1 activations) of constant width."""
+    """An MLP with `depth` Linear layers (depth - 1 activations) of constant width.
+
+    gain multiplies every initial weight (gain > 1: weights too large, as in the exploding-gradient
+    figure). block: "plain" (Linear -> activation), "batchnorm" or "layernorm" (a normalisation
+    between each hidden Linear of width x width and its activation) or "residual" (h + phi(Linear(h))
+    for those layers); the first and the last Linear are always plain.
+    """
     if depth < 1:
         raise ValueError("depth must be at least 1")
-    return make_mlp(in_features, [width] * (depth - 1), out_features,
-                    activation=activation, init=init, generator=generator)
+    if block not in BLOCKS:
+        raise ValueError(f"unknown block {block!r}; choose from {BLOCKS}")
+    if block == "plain":
+        model = make_mlp(in_features, [width] * (depth - 1), out_features,
+                         activation=activation, init=init, generator=generator)
+    else:
+        if depth < 2:
+            raise ValueError(f"a {block} network needs depth >= 2")
+        norm = block if block in ("batchnorm", "layernorm") else None
+        model = nn.Sequential(
+            nn.Linear(in_features, width), ACTIVATIONS[activation](),
+            *[HiddenBlock(width, activation, norm=norm, residual=block == "residual")
+              for _ in range(depth - 2)],
+            nn.Linear(width, out_features))
+        for linear in linear_layers(model):
+            _init_linear(linear, init, generator)
+    if gain != 1.0:
+        with torch.no_grad():
+            for linear in linear_layers(model):
+                linear.weight.mul_(gain)
+    return model
 
 
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
@@ -312,6 +363,29 @@ def gradient_norms(model: nn.Module, x, y, loss_fn: Callable, *, of: str = "weig
     loss = loss_fn(model(x), y)
     grads = torch.autograd.grad(loss, params)
     return np.array([float(g.detach().double().norm()) for g in grads])
+
+
+class DeadUnitTracker:
+    """A metric for dead_relu_run that also keeps, after every epoch, which units were dead.
+
+    Called with a (N, units) pre-activation matrix it returns the dead fraction, as the course's
+    `dead_fraction` does, and appends the boolean mask of dead units to `masks`.
+    """
+
+    def __init__(self):
+        self.masks: list[np.ndarray] = []
+
+    def __call__(self, preacts) -> float:
+        dead = np.all(np.asarray(preacts) <= 0, axis=0)
+        self.masks.append(dead)
+        return float(dead.mean())
+
+    def came_back(self) -> int:
+        """How many units were dead at some probe and alive at the next one."""
+        back = np.zeros_like(self.masks[0]) if self.masks else np.zeros(0, dtype=bool)
+        for before, after in zip(self.masks[:-1], self.masks[1:], strict=True):
+            back |= before & ~after
+        return int(back.sum())
 
 
 def with_fallback(fn: Callable, fallback: Callable, note: str) -> Callable:

@@ -199,3 +199,29 @@ def slider_figure(
     sliders: name -> (min, max, step, default).
     """
     _Explorer(draw, _sliders(sliders), title).show()
+
+
+def relu_sum_explorer(
+    fn: Callable = np.sin,
+    *,
+    lo: float = -np.pi,
+    hi: float = np.pi,
+    name: str = "sin(x)",
+    max_units: int = 20,
+    units: int = 3,
+) -> None:
+    """Display fn on [lo, hi] beside its best sum of ReLUs, with a slider for the number of units.
+
+    Each unit is ReLU(x - kink) with evenly spaced kinks; the output weights are fitted by
+    least squares (plots.fit_relu_sum). The slider runs over 1 .. max_units units.
+    """
+    _relu_sum_explorer(fn, lo=lo, hi=hi, name=name, max_units=max_units, units=units).show()
+
+
+def _relu_sum_explorer(fn, *, lo, hi, name, max_units, units) -> _Explorer:
+    def draw(units=units):
+        return plots.plot_relu_sum(fn, units, lo, hi, name=name,
+                                   title=f"A sum of ReLUs approximating {name}")
+
+    return _Explorer(draw, _sliders({"units": (1, max_units, 1, units)}),
+                     f"Add ReLU units one at a time ({name} on [{lo:.3g}, {hi:.3g}])")
