@@ -293,6 +293,17 @@ def read_notebook(path: Path) -> bool:
 _UID_SLOT: tuple[int, object] | None = None
 
 
+def _uid_in_use(uid: int) -> bool:
+    """Whether a process of this machine runs as `uid`."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.stat().st_uid == uid:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def kernel_uid() -> int | None:
     """The unprivileged uid this worker's kernels run as when the worker is root (so the process
     cap means something): a uid no other worker on this machine holds. None when not root."""
@@ -306,6 +317,9 @@ def kernel_uid() -> int | None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                handle.close()
+                continue
+            if _uid_in_use(sandbox.FIRST_UID + k):  # a grader that takes no lock, an orphan
                 handle.close()
                 continue
             _UID_SLOT = (sandbox.FIRST_UID + k, handle)
