@@ -40,13 +40,25 @@ time, processes and file size. Without bubblewrap, grade refuses to run unless y
 are judged against the reference outside it, so monkeypatching, IPython hooks or lying
 objects gain nothing.
 
-Students are graded --workers at a time, each worker with its own temporary nbgrader
-course directory and gradebook; a progress bar goes to stderr. Finished students are kept
-in OUT/.state/: run the same command again after an interruption and it continues
-(--fresh regrades everyone).
+Grading runs on Dask distributed, one task per student: by default on a local cluster of
+--workers worker processes (127.0.0.1 only, nothing to start), or on a running cluster
+with --scheduler tcp://HOST:PORT or --scheduler-file FILE (`dask scheduler` and
+`dask worker`, dask-jobqueue on Slurm, Dask on Kubernetes). The course, the sandbox
+library and the settings travel to the workers with the tasks: no shared file system is
+needed, but every worker needs bubblewrap and the same Python, nbgrader and grading code
+as this machine; each worker is checked first, and one that fails is named and gets no
+work. A task whose worker dies runs again on another worker (at most twice). A progress
+bar goes to stderr. Finished students are kept in OUT/.state/: run the same command again
+after an interruption and it continues (--fresh regrades everyone).
+
+The scores also go into an nbgrader gradebook (--db URL, any database URL nbgrader
+accepts, e.g. postgresql://USER@HOST/DB; default: sqlite:///OUT/gradebook.db), whose
+schema and course rows are created before grading starts, so the formgrader and
+`nbgrader export` can use them.
 
 Exit status: 0 when grading ran (whatever the students' results), 2 for a usage error
-(missing folder, unreadable archive, no student folders, no sandbox)."""
+(missing folder, unreadable archive, no student folders, no scheduler or usable worker,
+a gradebook that cannot be opened)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output folder (default: grades/)")
     limits = Limits()
     grade.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
-                       help="students graded in parallel (default: the number of CPU cores)")
+                       help="worker processes of the local Dask cluster, i.e. students graded in "
+                            "parallel (default: the number of CPU cores; ignored with --scheduler)")
+    grade.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="grade on a running Dask cluster: its scheduler's tcp://HOST:PORT")
+    grade.add_argument("--scheduler-file", default=None, metavar="FILE",
+                       help="grade on a running Dask cluster: the scheduler file it wrote")
+    grade.add_argument("--db", default=None, metavar="URL",
+                       help="nbgrader gradebook to record the scores in "
+                            "(default: sqlite:///OUT/gradebook.db)")
     grade.add_argument("--timeout", type=int, default=120, metavar="SECONDS",
                        help="wall-clock limit per cell (default: 120)")
     grade.add_argument("--notebook-timeout", type=int, default=None, metavar="SECONDS",
@@ -130,5 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     options = grade.Options(
         workers=args.workers, timeout=args.timeout, notebook_timeout=args.notebook_timeout,
         limits=Limits(memory_mb=args.memory, cpu_s=args.cpu_time, processes=args.processes),
-        unsafe=args.unsafe_no_sandbox, fresh=args.fresh, progress=not args.no_progress)
+        unsafe=args.unsafe_no_sandbox, fresh=args.fresh, progress=not args.no_progress,
+        scheduler=args.scheduler, scheduler_file=args.scheduler_file, db=args.db)
     return grade.main(args.submissions, out=args.out, options=options)

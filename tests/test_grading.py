@@ -263,7 +263,17 @@ def test_progress_on_stderr(graded):
     """A progress bar that reaches every notebook, and a line for each notebook in trouble."""
     total = len(students(graded)) * len(NOTEBOOKS)
     assert f"{total}/{total}" in graded["stderr"]
+    n = len(students(graded))
+    assert f"grading {n} of {n} students on 2 Dask worker(s)" in graded["stderr"]  # LocalCluster
     assert f"partial/{NOTEBOOKS[0]}: invalid" in graded["stderr"]
+
+
+def test_gradebook_holds_every_cell_score(graded):
+    """OUT/gradebook.db (the default --db) has each student's scores, as exercises.csv."""
+    with Gradebook(f"sqlite:///{graded['out'] / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
+        assert sorted(s.id for s in gb.students) == students(graded)
+        for (student, nb, gid), row in graded["cells"].items():
+            assert gb.find_grade(gid, nb, ASSIGNMENT, student).score == float(row["points"])
 
 
 def test_plain_nbgrader_gives_the_same_cell_scores(graded, tmp_path):
