@@ -378,3 +378,18 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, case):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("log, status", [
+    ("nbclient.exceptions.DeadKernelError: Kernel died", "crashed"),
+    ("nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed, after 4 "
+     "seconds.\nThe message was: Timeout waiting for IOPub output.", "timeout"),
+    ("sqlite3.OperationalError: unable to open database file", "error"),
+])
+def test_a_failed_nbgrader_run_gets_the_status_its_log_names(log, status):
+    """A fork loop fills the kernel's process cap with clones and the next cell's output stops
+    coming: nbclient raises instead of recording a cell error, and that is a timeout of the
+    student's making, not a grader error."""
+    from autograder.pipeline import tasks
+
+    assert tasks._crash_status(log) == status

@@ -270,9 +270,16 @@ def _status_of(graded: Path) -> str:
 
 
 def _crash_status(log: str) -> str:
+    """The status of a notebook whose nbgrader run failed, from nbgrader's log."""
     crash_words = ("DeadKernelError", "Kernel died", "kernel died", "UnresponsiveKernelError",
                    "MemoryError")
-    return "crashed" if any(word in log for word in crash_words) else "error"
+    if any(word in log for word in crash_words):
+        return "crashed"
+    # nbclient raises (instead of recording a cell error) when a cell's output stops coming, for
+    # instance after a fork loop has filled the kernel's process cap with clones.
+    if "CellTimeoutError" in log:
+        return "timeout"
+    return "error"
 
 
 def read_notebook(path: Path) -> bool:
