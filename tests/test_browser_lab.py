@@ -33,6 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from _browser import browser, screenshot  # noqa: F401 - fixture
+from _student_run import cell_problem
 from conftest import COURSE, SOLUTIONS, STUDENT_NOTEBOOKS, nb_ids
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -163,20 +164,12 @@ def _check_saved_run(nb: nbformat.NotebookNode, name: str) -> int:
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        meta = cell.metadata.get("nbgrader", {})
-        where = f"cell {index} ({meta.get('grade_id', 'ungraded')})"
-        errors = [out.ename for out in cell.outputs if out.output_type == "error"]
         pngs += sum("image/png" in out.get("data", {}) for out in cell.outputs)
         if not isinstance(cell.execution_count, int):
-            problems.append(f"{where} did not run")
-        elif meta.get("grade"):
-            if not errors:
-                problems.append(f"{where}: check passes with the exercise blank")
-        elif meta.get("solution"):
-            if errors:
-                problems.append(f"{where}: the stub itself raised {errors[0]}")
-        elif any(e != "NotImplementedError" for e in errors):
-            problems.append(f"{where}: raised {', '.join(errors)}")
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "ungraded")
+            problems.append(f"cell {index} ({grade_id}) did not run")
+        elif problem := cell_problem(index, cell):
+            problems.append(problem)
     assert not problems, f"{name}:\n" + "\n".join(problems)
     return pngs
 
@@ -244,23 +237,28 @@ def _shut_down_kernels(page, base, token):
         page.request.delete(f"{base}/api/sessions/{session['id']}?token={token}")
 
 
-def _solution_source() -> str:
+def _solution_sources() -> list[str]:
     solved = book.site_source(nbformat.read(SOLUTIONS / NOTEBOOK, as_version=4))
-    return next(c.source for c in solved.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    return [c.source for c in solved.cells if c.metadata.get("nbgrader", {}).get("solution")
+            and c.cell_type == "code"]
 
 
 def _fill_in_validate(page) -> None:
-    """Paste notebook 01's solution into its exercise, run everything clean, press Validate."""
+    """Paste notebook 01's solutions into its exercise and answer cells, run everything clean,
+    press Validate."""
     student = nbformat.read(COURSE / NOTEBOOK, as_version=4)
-    sol_index = next(i for i, c in enumerate(student.cells)
-                     if c.metadata.get("nbgrader", {}).get("solution"))
-    cell = page.locator(f"{CURRENT} .jp-Cell").nth(sol_index)
-    cell.scroll_into_view_if_needed()
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Control+a")
-    page.keyboard.insert_text(_solution_source())
-    page.keyboard.press("Escape")
-    assert "raise NotImplementedError" not in cell.locator(".cm-content").text_content()
+    indices = [i for i, c in enumerate(student.cells)
+               if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+    sources = _solution_sources()
+    assert len(indices) == len(sources) >= 2, "notebook 1 has an exercise and a graded answer"
+    for index, source in zip(indices, sources, strict=True):
+        cell = page.locator(f"{CURRENT} .jp-Cell").nth(index)
+        cell.scroll_into_view_if_needed()
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(source)
+        page.keyboard.press("Escape")
+        assert "raise NotImplementedError" not in cell.locator(".cm-content").text_content()
     _run_and_wait(page, "Run All Cells")
     assert not re.search(r"\[ \]", "".join(_prompts(page))), "a cell did not run"
     errors_shown = page.locator(f"{CURRENT} .jp-OutputArea-output", has_text="Traceback")
