@@ -4,7 +4,8 @@ Students (in a temporary SUBMISSIONS folder):
   solution       every solution notebook as the instructor wrote it
   blank          the first BLANK_NOTEBOOKS course/ notebooks untouched (that every grade cell
                  of every blank notebook fails is checked in test_notebooks_execute.py)
-  one_wrong      every solution notebook with exactly one kernel broken (the kernel of the last
+  one_wrong      every solution notebook with exactly one kernel broken (its mathematics and
+                 going-deeper cells lose their points; the kernel of the last
                  grade cell; relu_grad returns 1 for x < 0)
   other_correct  02_relu with relu written differently from the solution (when 02 exists)
   partial        the first notebook not JSON, the second a solution (with three or more
@@ -87,15 +88,22 @@ def manual_points(nb) -> float:
                if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade"))
 
 
-def broken_kernel(nb) -> str:
-    """The kernel one_wrong breaks: the last graded kernel no other solution code calls."""
+def broken_kernel(nb) -> str | None:
+    """The kernel one_wrong breaks: the last graded function no other solution code calls
+    (None where the graded cells check values and answers, not functions)."""
     code = "\n".join(c.source for c in nb.cells
                      if c.metadata.get("nbgrader", {}).get("solution"))
-    kernels = [gid.removeprefix("test_") for gid in grade_cells(nb)]
+    kernels = [k for k in dict.fromkeys(_kernel_of(gid) for gid in grade_cells(nb))
+               if f"def {k}(" in code]
     for kernel in reversed(kernels):
         if len(re.findall(rf"\b{kernel}\(", code)) == 1:  # its own def only
             return kernel
-    return kernels[-1]
+    return kernels[-1] if kernels else None
+
+
+def _kernel_of(grade_id: str) -> str:
+    """test_gelu and test_gelu_deeper (its going-deeper part) both grade gelu."""
+    return grade_id.removeprefix("test_").removesuffix("_deeper")
 
 
 def append_to_cell_defining(nb, kernel: str, code: str) -> None:
@@ -121,10 +129,12 @@ def build_class(root: Path) -> dict[str, dict]:
 
         nb = nbformat.read(path, as_version=4)
         kernel = broken_kernel(nb)
-        built[path.stem] = {"cells": grade_cells(nb), "broken": "test_" + kernel,
-                            "manual": manual_points(nb)}
-        code = BREAK_RELU_GRAD if kernel == "relu_grad" else BREAK_TEMPLATE.format(k=kernel)
-        append_to_cell_defining(nb, kernel, code)
+        cells = grade_cells(nb)
+        built[path.stem] = {"cells": cells, "manual": manual_points(nb),
+                            "broken": {gid for gid in cells if _kernel_of(gid) == kernel}}
+        if kernel:
+            code = BREAK_RELU_GRAD if kernel == "relu_grad" else BREAK_TEMPLATE.format(k=kernel)
+            append_to_cell_defining(nb, kernel, code)
         nbformat.write(nb, root / "one_wrong" / name)
 
         if i == 0:
@@ -203,7 +213,7 @@ def test_one_wrong_kernel_loses_exactly_its_cell(graded, notebook):
     built = graded["built"][notebook]
     for grade_id, points in built["cells"].items():
         got = float(graded["cells"][("one_wrong", notebook, grade_id)]["points"])
-        assert got == (0 if grade_id == built["broken"] else points), grade_id
+        assert got == (0 if grade_id in built["broken"] else points), grade_id
     assert graded["grades"][("one_wrong", notebook)]["status"] == "ok"
 
 
