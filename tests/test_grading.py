@@ -403,3 +403,31 @@ def test_a_failed_nbgrader_run_gets_the_status_its_log_names(log, status):
     from autograder.pipeline import tasks
 
     assert tasks._crash_status(log) == status
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["tarfile filters", "Python < 3.11.4"])
+def test_the_bundle_unpacks_safely_with_and_without_tarfile_filters(tmp_path, monkeypatch, filters):
+    """Debian 12's python3.11 (3.11.2) has no tarfile extraction filters: a worker there still
+    unpacks the bundle, and a member that would land outside its folder is refused."""
+    import io
+    import tarfile
+
+    from autograder.pipeline import tasks
+
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def bundle(name: str) -> tarfile.TarFile:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"hello"))
+        return tarfile.open(fileobj=io.BytesIO(buf.getvalue()), mode="r:gz")
+
+    with bundle("course/a.txt") as tar:
+        tasks._extract(tar, tmp_path / "ok")
+    assert (tmp_path / "ok" / "course" / "a.txt").read_text() == "hello"
+    with bundle("../evil.txt") as tar, pytest.raises(Exception, match="evil"):
+        tasks._extract(tar, tmp_path / "bad")
+    assert not (tmp_path / "evil.txt").exists()

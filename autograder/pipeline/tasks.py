@@ -161,6 +161,21 @@ def worker_directory() -> Path:
         return Path(os.environ.get("TMPDIR", "/tmp"))
 
 
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract the bundle with tarfile's "data" filter; Pythons before 3.11.4 (Debian 12 has
+    3.11.2) have no filters, so there the same rules are checked here: regular files and
+    folders only, every path inside dest."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    members = tar.getmembers()
+    for member in members:
+        target = (dest / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(dest.resolve()):
+            raise ValueError(f"refusing bundle member {member.name!r}")
+    tar.extractall(dest, members=members)
+
+
 def unpack(bundle: Bundle) -> Path:
     """The folder holding `bundle`'s files on this worker, unpacked on first use."""
     cache = worker_directory() / "autograder" / "bundles"
@@ -171,7 +186,7 @@ def unpack(bundle: Bundle) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         partial = cache / f".{root.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         with tarfile.open(fileobj=io.BytesIO(bundle.data), mode="r:gz") as tar:
-            tar.extractall(partial, filter="data")
+            _extract(tar, partial)
         os.chmod(partial, 0o755)  # kernels of other uids read the library
         if root.exists():
             shutil.rmtree(root)
