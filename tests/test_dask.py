@@ -31,9 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from _small_class import build_small_class
 from conftest import REPO, SOLUTION_NOTEBOOKS
+
+from autograder.pipeline.tasks import kill_processes_with_env
 
 pytestmark = pytest.mark.skipif(not SOLUTION_NOTEBOOKS, reason="no solution notebooks yet")
 
@@ -46,40 +48,8 @@ echo "bwrap: No permissions to create new namespace, likely because the kernel d
 allow non-privileged user namespaces." >&2
 exit 1
 """
-BREAK = """
-
-_correct_collapse_linear = collapse_linear
-
-
-def collapse_linear(weights, biases):
-    W, b = _correct_collapse_linear(weights, biases)
-    return np.asarray(W) + 1, np.asarray(b)
-"""
-
-
 def build_class(root: Path) -> None:
-    for sid in ("amy", "bob", "cat", "dan", "eve"):
-        (root / sid).mkdir(parents=True)
-    for sid in ("amy", "bob", "eve"):
-        (root / sid / NOTEBOOK.name).write_bytes(NOTEBOOK.read_bytes())
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
-                and "def collapse_linear(" in c.source)
-    cell.source += BREAK
-    nbformat.write(nb, root / "cat" / NOTEBOOK.name)
-    (root / "dan" / NOTEBOOK.name).write_text("{ not a notebook")
-
-
-def _kill_tree_marked(marker: str) -> None:
-    """SIGKILL every process whose environment holds `marker` (a node's TMPDIR=...): the
-    nbgrader jobs and kernels a killed worker left behind."""
-    needle = marker.encode()
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if needle in (proc / "environ").read_bytes().split(b"\0"):
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
+    build_small_class(root, NOTEBOOK, correct=("amy", "bob", "eve"))
 
 
 class Cluster:
@@ -153,7 +123,7 @@ class Cluster:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
         for node in self.nodes.values():
-            _kill_tree_marked(f"TMPDIR={node['tmp']}")
+            kill_processes_with_env(f"TMPDIR={node['tmp']}")
             shutil.rmtree(node["tmp"], ignore_errors=True)
 
 

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
 import pytest
+from _small_class import build_small_class
 from conftest import REPO, SOLUTION_NOTEBOOKS
 from nbgrader.api import Gradebook
 
@@ -28,17 +28,6 @@ from autograder.pipeline.gradebook import with_driver
 pytestmark = pytest.mark.skipif(not SOLUTION_NOTEBOOKS, reason="no solution notebooks yet")
 
 NOTEBOOK = SOLUTION_NOTEBOOKS[0] if SOLUTION_NOTEBOOKS else None
-BREAK = """
-
-_correct_collapse_linear = collapse_linear
-
-
-def collapse_linear(weights, biases):
-    W, b = _correct_collapse_linear(weights, biases)
-    return np.asarray(W) + 1, np.asarray(b)
-"""
-
-
 def server_binary(name: str) -> str:
     found = shutil.which(name) or next(
         (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)),
@@ -81,15 +70,7 @@ def postgres():
 
 
 def build_class(root: Path) -> None:
-    for sid in ("amy", "cat", "dan"):
-        (root / sid).mkdir(parents=True)
-    (root / "amy" / NOTEBOOK.name).write_bytes(NOTEBOOK.read_bytes())
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
-                and "def collapse_linear(" in c.source)
-    cell.source += BREAK
-    nbformat.write(nb, root / "cat" / NOTEBOOK.name)
-    (root / "dan" / NOTEBOOK.name).write_text("{ not a notebook")
+    build_small_class(root, NOTEBOOK, correct=("amy",))
 
 
 def run_grade(*args: str) -> subprocess.CompletedProcess:

@@ -217,7 +217,12 @@ def _kill_job(token: str) -> None:
     jupyter_client starts kernels in their own session, so killing nbgrader's process group
     can leave a runaway kernel behind; they all carry the job's token in their environment.
     """
-    needle = f"{_TOKEN_VAR}={token}".encode()
+    kill_processes_with_env(f"{_TOKEN_VAR}={token}")
+
+
+def kill_processes_with_env(entry: str) -> None:
+    """SIGKILL every process whose environment holds `entry` (NAME=value)."""
+    needle = entry.encode()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             if needle in (proc / "environ").read_bytes().split(b"\0"):
