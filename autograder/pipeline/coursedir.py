@@ -7,10 +7,12 @@ the instructor's gradebook and several can run side by side.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ASSIGNMENT = "activations"
@@ -99,4 +101,57 @@ def make_course_dir(root: Path, solutions: Path = SOLUTIONS, *, timeout: int = 1
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise NbgraderError("nbgrader generate_assignment failed: " + " | ".join(tail))
+    return root / "release" / ASSIGNMENT
+
+
+def _template_cache() -> Path | None:
+    """Where generated course directories are kept between runs: $AUTOGRADER_CACHE, else the
+    user's cache folder; None when it cannot be written (then every run generates its own)."""
+    base = os.environ.get("AUTOGRADER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autograder")
+    path = Path(base) / "course-templates"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
+def _template_key(solutions: Path) -> str:
+    """What a generated course directory depends on: the solution notebooks, nbgrader's version
+    and this module (the config it writes)."""
+    import nbgrader
+
+    h = hashlib.sha256(f"{nbgrader.__version__}\0".encode())
+    h.update(Path(__file__).read_bytes())
+    for nb in solution_notebooks(solutions):
+        h.update(f"\0{nb.name}\0".encode())
+        h.update(nb.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def course_dir_from_cache(root: Path, solutions: Path = SOLUTIONS, *, timeout: int = 120) -> Path:
+    """make_course_dir, reusing the directory generated for the same solutions before.
+
+    `nbgrader generate_assignment` takes seconds on every grading run although its result only
+    changes with the solutions: the first run keeps a copy in the cache (built aside, then renamed
+    into place, so parallel runs never see half a copy), later runs copy it. Returns the release
+    folder of the assignment.
+    """
+    cache = _template_cache()
+    if cache is None:
+        return make_course_dir(root, solutions, timeout=timeout)
+    cached = cache / _template_key(solutions)
+    if not cached.is_dir():
+        building = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
+        try:
+            make_course_dir(building / "course", solutions, timeout=timeout)
+            try:
+                os.rename(building / "course", cached)
+            except OSError:  # another run put the same template there first
+                pass
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    shutil.copytree(cached, root, symlinks=True)
+    write_config(root, timeout=timeout)
     return root / "release" / ASSIGNMENT

@@ -47,7 +47,7 @@ from autograder.pipeline.coursedir import (
     ASSIGNMENT,
     SOLUTIONS,
     NbgraderError,
-    make_course_dir,
+    course_dir_from_cache,
     solution_notebooks,
 )
 from autograder.pipeline.gradebook import CourseGradebook, GradebookError, default_url
@@ -429,7 +429,7 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                     remembered[student.name] = results
         todo = [s for s in students if s.name not in remembered]
 
-        make_course_dir(tmp / "template", solutions, timeout=options.timeout)
+        course_dir_from_cache(tmp / "template", solutions, timeout=options.timeout)
         try:
             book = CourseGradebook(options.db or default_url(out_dir),
                                    tmp / "template" / "gradebook.db")

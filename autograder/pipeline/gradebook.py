@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -67,6 +68,15 @@ def _alembic_on_path():
         os.environ["PATH"] = saved
 
 
+def _new_sqlite_file(url: str) -> Path | None:
+    """The file of an sqlite:///PATH URL that does not exist yet, else None."""
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme.partition("+")[0] != "sqlite" or not rest or rest == ":memory:":
+        return None
+    path = Path(rest.partition("?")[0])  # sqlite:///rel/path or sqlite:////abs/path
+    return None if path.exists() else path
+
+
 def _one_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
@@ -76,6 +86,16 @@ class CourseGradebook:
 
     def __init__(self, url: str, template_db: Path):
         self.url = url
+        new_file = _new_sqlite_file(url)
+        if new_file is not None:
+            # A copy of the run's own gradebook has the schema and the course's rows already
+            # (creating them anew runs nbgrader's `alembic heads`: seconds per run).
+            try:
+                new_file.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(template_db, new_file)
+            except OSError as err:
+                raise GradebookError(f"cannot create the gradebook {new_file}: "
+                                     f"{err.strerror or err}") from None
         try:
             with _alembic_on_path():
                 self.gb = Gradebook(with_driver(url), course_id=ASSIGNMENT)

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nonlinearity.checks import count_python_steps
 from nonlinearity.misconceptions import ERFC_HINT
+from nonlinearity.steps import count_python_steps
 
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 ATOL = {np.dtype(np.float64): 1e-13, np.dtype(np.float32): 1e-6}
@@ -461,7 +461,7 @@ def _best_time(fn, args, kwargs, repeat):
 
 
 def _count_steps(fn, args, kwargs):
-    """Python steps while fn runs (see nonlinearity.checks.count_python_steps), and its error."""
+    """Python steps while fn runs (see nonlinearity.steps.count_python_steps), and its error."""
     outcome = []
     count = count_python_steps(lambda: outcome.append(_call(fn, args, kwargs)))
     _, err, _ = outcome[0]
