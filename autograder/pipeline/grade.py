@@ -67,6 +67,7 @@ __all__ = ["STATUSES", "Course", "Options", "Result", "UsageError", "grade", "ma
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 LOST_WORKERS_WAIT_S = 120  # how long to wait for a checked worker when none is left
 IN_FLIGHT_PER_WORKER = 3  # students submitted ahead, per worker
+JOIN_POLL_S = 5  # how often the driver looks for workers that joined the cluster
 
 
 @dataclass
@@ -297,6 +298,40 @@ def _failed_record(student: str, course: Course, why: str) -> StudentRecord:
     return StudentRecord(student, results, pages, [f"{student}: not graded ({why})"])
 
 
+class Joining:
+    """Workers that join the cluster during a run: each is checked (autograder.pipeline.preflight)
+    before it gets work, as the ones there at the start were."""
+
+    def __init__(self, client, bundle_future, seen: set[str]):
+        self.client, self.bundle_future, self.seen = client, bundle_future, seen
+        self.expected = preflight.versions()
+        self.running: dict = {}  # check future -> worker address
+        self.started: dict = {}  # check future -> when it started
+        self.last_look = time.monotonic()
+
+    def checks(self) -> set:
+        return set(self.running)
+
+    def poll(self) -> list[tuple[str, str | None]]:
+        """(address, None or why it gets no work) for each check that ended; starts the checks
+        of workers seen for the first time (looking at most every JOIN_POLL_S)."""
+        now = time.monotonic()
+        if now - self.last_look >= JOIN_POLL_S:
+            self.last_look = now
+            for addr in sorted(set(self.client.scheduler_info(n_workers=-1)["workers"]) - self.seen):
+                self.seen.add(addr)
+                future = preflight.submit_check(self.client, self.bundle_future, addr,
+                                                self.expected)
+                self.running[future], self.started[future] = addr, now
+        ended = []
+        for future, addr in list(self.running.items()):
+            late = now - self.started[future] > preflight.PREFLIGHT_TIMEOUT_S
+            if future.status in ("finished", "error") or late:
+                ended.append((addr, preflight.verdict(future)))
+                del self.running[future], self.started[future]
+        return ended
+
+
 class Run:
     """One grading run of the driver: the cluster, the output folder and the bookkeeping."""
 
@@ -340,24 +375,37 @@ class Run:
                        f"{len(passed)} Dask worker(s)", file=sys.stderr)
         # A bounded window of tasks in flight: the scheduler holds each waiting task's notebooks,
         # so a class of thousands is read and sent a few students ahead of the workers.
-        waiting, window = list(reversed(todo)), IN_FLIGHT_PER_WORKER * len(passed)
+        waiting = list(reversed(todo))
         futures: dict = {}
         pending: set = set()
+        joining = Joining(client, bundle_future, seen=set(passed) | set(failed))
         lonely_since = None
         try:
             while waiting or pending:
-                while waiting and len(pending) < window:
+                while waiting and len(pending) < IN_FLIGHT_PER_WORKER * len(passed):
                     student = waiting.pop()
                     future = client.submit(
                         tasks.grade_submission, bundle_future,
                         read_submission(student, self.course), self.id,
-                        key=f"grade-{student.name}-{self.id}", workers=passed,
+                        key=f"grade-{student.name}-{self.id}", workers=list(passed),
                         allow_other_workers=False, retries=cluster.ALLOWED_FAILURES, pure=False)
                     futures[future] = student
                     pending.add(future)
                 try:
-                    finished, pending = wait(pending, timeout=10, return_when="FIRST_COMPLETED")
+                    finished, _ = wait(pending | joining.checks(), timeout=JOIN_POLL_S,
+                                       return_when="FIRST_COMPLETED")
                 except TimeoutError:
+                    finished = set()
+                for addr, why in joining.poll():  # workers that joined during the run
+                    if why is None:
+                        passed.append(addr)
+                        self.bar.write(f"worker {addr} joined and passed its check: it grades "
+                                       f"too", file=sys.stderr)
+                    else:
+                        self.bar.write(f"worker {addr} gets no work: {why}", file=sys.stderr)
+                finished &= pending
+                pending -= finished
+                if not finished:
                     alive = set(client.scheduler_info(n_workers=-1)["workers"]) & set(passed)
                     lonely_since = None if alive else (lonely_since or time.monotonic())
                     if lonely_since and time.monotonic() - lonely_since > LOST_WORKERS_WAIT_S:

@@ -65,29 +65,39 @@ def check_worker(bundle: tasks.Bundle, expected: dict[str, str]) -> str | None:
     return None
 
 
+def submit_check(client, bundle_future, addr: str, expected: dict[str, str]):
+    """Start check_worker on the worker at `addr`; the future gives None or the reason."""
+    return client.submit(check_worker, bundle_future, expected, workers=[addr],
+                         allow_other_workers=False, pure=False,
+                         key=f"preflight-{addr}-{bundle_future.key}")
+
+
+def verdict(future) -> str | None:
+    """None when the check at `future` passed, else why the worker gets no work."""
+    if future.status == "finished":
+        return future.result()
+    if future.status == "error":
+        err = future.exception()
+        return f"the check raised {type(err).__name__}: {err}"
+    future.cancel()
+    return f"the check did not finish within {PREFLIGHT_TIMEOUT_S} s"
+
+
 def check_workers(client, bundle_future, addresses: list[str]) -> tuple[list[str], dict[str, str]]:
     """Run check_worker on each of `addresses`; (workers that passed, worker -> reason)."""
     from distributed import wait
 
     expected = versions()
-    futures = {addr: client.submit(check_worker, bundle_future, expected, workers=[addr],
-                                   allow_other_workers=False, pure=False,
-                                   key=f"preflight-{addr}-{bundle_future.key}")
-               for addr in addresses}
+    futures = {addr: submit_check(client, bundle_future, addr, expected) for addr in addresses}
     try:
         wait(list(futures.values()), timeout=PREFLIGHT_TIMEOUT_S)
     except TimeoutError:
         pass  # the workers that did not answer are named below
     passed, failed = [], {}
     for addr, future in futures.items():
-        if future.status == "finished" and future.result() is None:
+        why = verdict(future)
+        if why is None:
             passed.append(addr)
-        elif future.status == "finished":
-            failed[addr] = future.result()
-        elif future.status == "error":
-            err = future.exception()
-            failed[addr] = f"the check raised {type(err).__name__}: {err}"
         else:
-            future.cancel()
-            failed[addr] = f"the check did not finish within {PREFLIGHT_TIMEOUT_S} s"
+            failed[addr] = why
     return passed, failed
