@@ -29,3 +29,11 @@ def kernel_env():
         os.environ.pop("MPLBACKEND", None)
     else:
         os.environ["MPLBACKEND"] = saved
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """The self-study site, built once for the book and browser-site tests (which only read it)."""
+    from _site import build_site
+
+    return build_site(tmp_path_factory)

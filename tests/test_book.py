@@ -15,15 +15,15 @@ import shutil
 
 import nbformat
 import pytest
-from _site import SPHINX_PAGES, Page, build_site
+from _site import SPHINX_PAGES, Page
 from conftest import REPO, SOLUTION_NOTEBOOKS, nb_ids
 
 from autograder.site import book
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    return build_site(tmp_path_factory)
+def site(built_site):
+    return built_site
 
 
 def _squash(text: str) -> str:

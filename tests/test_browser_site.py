@@ -13,7 +13,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from _browser import browser, screenshot  # noqa: F401 - fixture
-from _site import build_site
 from conftest import SOLUTION_NOTEBOOKS
 
 PAGES = ["index"] + [p.stem for p in SOLUTION_NOTEBOOKS]
@@ -30,8 +29,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def site_folder(tmp_path_factory):
-    return build_site(tmp_path_factory)
+def site_folder(built_site):
+    return built_site
 
 
 @pytest.fixture(scope="module")
