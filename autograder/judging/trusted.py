@@ -8,7 +8,7 @@ saves what the student's kernel returned (autograder.recorders.kernels.save_reco
 code does in the kernel (monkeypatching numpy or our checks, IPython hooks, lying objects) can
 change a verdict reached here, in the grader's own process, with its own numpy and the reference.
 A cell keeps nbgrader's points only when every kernel its hidden tests name was judged correct.
-Two model exercises (models.REPLAYABLE) are judged the same way: their check runs again
+Two model exercises (recorders.replayable.REPLAYABLE) are judged the same way: their check runs again
 here on a recording of what the student's function returned. Graded answers to *check your
 understanding* questions (`grade_answer("q04_1", ..., expected="b")`) are compared here with
 the `expected` written in the solution notebook's hidden tests (autograder.recorders.answers).
@@ -26,7 +26,8 @@ import nbformat
 
 from autograder.judging.judge import judge
 from autograder.pipeline.feedback import hidden_lines
-from autograder.recorders import answers, kernels, models
+from autograder.recorders import answers, kernels
+from autograder.recorders.replayable import REPLAYABLE
 
 HIDDEN_CALL = re.compile(r"""(grade_kernel|grade_function)\(\s*["'](\w+)["']""")
 PART = re.compile(r"""\bpart\s*=\s*["'](\w+)["']""")
@@ -80,7 +81,7 @@ def hidden_checks(solution: Path) -> dict[str, list[Kernel | str | Answer]]:
         if cell.cell_type == "code" and meta.get("grade"):
             hidden = "\n".join(hidden_lines(cell.source))
             names = [name for func, name in HIDDEN_CALL.findall(hidden)
-                     if func == "grade_function" and name in models.REPLAYABLE]
+                     if func == "grade_function" and name in REPLAYABLE]
             checks = _kernel_checks(hidden) + names + _answer_keys(hidden)
             if checks:
                 found[meta["grade_id"]] = checks
@@ -95,7 +96,9 @@ def _battery(name: str, part: str | None = None):
 def judge_kernel(records: Path, name: str, part: str | None = None) -> str | None:
     """None if the records of kernel `name` (for `part`, None: all) in folder `records` pass,
     else the message."""
-    if name in models.REPLAYABLE:  # a model exercise: its check replayed on the recording
+    if name in REPLAYABLE:  # a model exercise: its check replayed on the recording
+        from autograder.recorders import models  # torch: imported only where it is needed
+
         return models.replay(records, name)
     try:
         bat = _battery(name, part)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from autograder.recorders import kernels
+from autograder.recorders.replayable import REPLAYABLE
 from nonlinearity.checks_models import no_warnings
 
 
@@ -37,11 +38,6 @@ def _checks() -> dict[str, Callable]:
     }
 
 
-# Checks that only look at what the student's function returns can be run again outside the
-# grading sandbox on a recording of those returns (see Recorder / replay): there, nothing the
-# student's code did in the kernel can change the verdict. revive_dead_units is judged by its
-# effect on a layer, so it stays a check inside the kernel (and autograder.judging.flags watches it).
-REPLAYABLE = ("layer_grad_norms", "init_std", "accuracy")
 
 
 def grade_function(name: str, fn: Callable) -> None:
