@@ -6,13 +6,19 @@ every change of a solution notebook.
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import nbformat
 from conftest import SOLUTIONS
 from nbgrader.api import Gradebook
 
-from autograder.pipeline.coursedir import ASSIGNMENT, course_dir_from_cache, make_course_dir
+from autograder.pipeline.coursedir import (
+    ASSIGNMENT,
+    KEEP_TEMPLATES,
+    course_dir_from_cache,
+    make_course_dir,
+)
 
 NOTEBOOK = "01_linear_collapse"
 
@@ -51,4 +57,13 @@ def test_a_cached_course_dir_follows_the_solutions(tmp_path, monkeypatch):
     changed = tmp_path / "changed"
     course_dir_from_cache(changed, solutions)
     assert _max_scores(changed)[gid] == old + 5
-    assert len(list((tmp_path / "cache" / "course-templates").iterdir())) == 2
+    cache = tmp_path / "cache" / "course-templates"
+    assert len(list(cache.iterdir())) == 2
+
+    # Old versions do not pile up: only the most recently used few stay.
+    for extra in range(KEEP_TEMPLATES):
+        (cache / f"old{extra}").mkdir()
+        os.utime(cache / f"old{extra}", (1 + extra, 1 + extra))
+    course_dir_from_cache(tmp_path / "latest", solutions)
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith("old")) == \
+        [f"old{i}" for i in range(KEEP_TEMPLATES - 2, KEEP_TEMPLATES)]  # 2 real ones stay

@@ -23,6 +23,7 @@ COURSE = REPO / "course"
 
 # Same stub as autograder/nbgrader_config.py, so a temporary release equals the real one.
 CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+KEEP_TEMPLATES = 4  # generated course directories kept in the cache (a few MB each)
 
 
 class NbgraderError(RuntimeError):
@@ -154,4 +155,14 @@ def course_dir_from_cache(root: Path, solutions: Path = SOLUTIONS, *, timeout: i
             shutil.rmtree(building, ignore_errors=True)
     shutil.copytree(cached, root, symlinks=True)
     write_config(root, timeout=timeout)
+    os.utime(cached)  # recently used: kept by _prune
+    _prune(cache)
     return root / "release" / ASSIGNMENT
+
+
+def _prune(cache: Path, keep: int = KEEP_TEMPLATES) -> None:
+    """Remove all but the `keep` most recently used course directories (old solutions)."""
+    kept = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in kept[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
