@@ -14,9 +14,12 @@ archive with the same layout. Submissions are copied, never modified.
 
 Output in --out: grades.csv (student_id,notebook,score,max_score,status),
 exercises.csv (student_id,notebook,grade_id,points,max_points), flags.csv
-(student_id,notebook,reason: code that reaches for the grading machinery) and
+(student_id,notebook,reason: code that reaches for the grading machinery),
+messages.csv (student_id,notebook,grade_id,message: the judge's or the failing check's
+message for each cell that lost points), timings.csv (student_id,notebook,seconds),
 feedback/<student_id>/<notebook>.html (scores, visible-test output and hidden-test
-messages; hidden-test source is stripped). The CSVs are written once, at the end.
+messages; hidden-test source is stripped) and report.html (the class report). The CSVs
+are written once, at the end.
 
 status is one of:
   ok       graded

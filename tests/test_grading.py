@@ -286,6 +286,30 @@ def test_gradebook_holds_every_cell_score(graded):
             assert gb.find_grade(gid, nb, ASSIGNMENT, student).score == float(row["points"])
 
 
+def test_messages_timings_and_report(graded):
+    """messages.csv says why each cell lost its points (one_wrong's broken kernel: the judge's
+    or the failing check's message), timings.csv times each graded notebook, and the class
+    report is drawn from them."""
+    out = graded["out"]
+    messages = {(r["student_id"], r["notebook"], r["grade_id"]): r["message"]
+                for r in read_csv(out / "messages.csv")}
+    for nb, built in graded["built"].items():
+        for gid in built["broken"]:
+            assert messages.get(("one_wrong", nb, gid)), (nb, gid)
+    assert not [k for k in messages if k[0] == "solution"], messages
+    for key in messages:  # only cells that lost points
+        row = graded["cells"][key]
+        assert float(row["points"]) < float(row["max_points"]), key
+    timed = {(r["student_id"], r["notebook"]): float(r["seconds"])
+             for r in read_csv(out / "timings.csv")}
+    assert set(timed) == {k for k, r in graded["grades"].items()
+                          if r["status"] not in ("missing", "invalid")}
+    assert all(t > 0 for t in timed.values()), timed
+    page = (out / "report.html").read_text()
+    assert "Class report" in page and "No timings were recorded" not in page
+    assert "No messages were recorded" not in page
+
+
 def test_plain_nbgrader_gives_the_same_cell_scores(graded, tmp_path):
     """nbgrader autograde, serially, in a course directory of its own, on one_wrong.
 

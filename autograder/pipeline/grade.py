@@ -17,7 +17,9 @@ cluster of worker processes by default or on a running cluster (autograder.pipel
    OUT/.state/ (keyed by the submission's and the grader's content, so an interrupted run picks
    up where it stopped; OUT/.state/graded.log says which run and worker graded whom), record
    the scores in the gradebook, and move the progress bar;
-5. write the CSVs once, at the end, atomically.
+5. write the CSVs once, at the end, atomically (grades, exercises, flags, messages: why each
+   graded cell lost its points, timings: seconds per notebook), then the class report
+   (OUT/report.html, autograder.instructor.report; a failure there keeps the CSVs).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def _num(x: float) -> str:
 
 
 def write_csvs(out: Path, results: list[Result], max_points: dict[str, dict[str, float]]) -> None:
-    grades, exercises, flagged = [], [], []
+    grades, exercises, flagged, messages, timings = [], [], [], [], []
     for r in sorted(results, key=lambda r: (r.student, r.notebook)):
         cells = max_points[r.notebook]
         got = {gid: r.points.get(gid, 0.0) for gid in cells}
@@ -184,12 +186,30 @@ def write_csvs(out: Path, results: list[Result], max_points: dict[str, dict[str,
         exercises += [[r.student, r.notebook, gid, _num(got[gid]), _num(cells[gid])]
                       for gid in cells]  # cells in notebook order
         flagged += [[r.student, r.notebook, reason] for reason in r.flags]
+        messages += [[r.student, r.notebook, gid, r.messages[gid]] for gid in cells
+                     if gid in r.messages and got[gid] < cells[gid]]
+        if r.status not in ("missing", "invalid"):
+            timings.append([r.student, r.notebook, f"{r.seconds:.2f}"])
     _write_atomic(out / "grades.csv",
                   _csv_text(["student_id", "notebook", "score", "max_score", "status"], grades))
     _write_atomic(out / "exercises.csv",
                   _csv_text(["student_id", "notebook", "grade_id", "points", "max_points"],
                             exercises))
     _write_atomic(out / "flags.csv", _csv_text(["student_id", "notebook", "reason"], flagged))
+    _write_atomic(out / "messages.csv",
+                  _csv_text(["student_id", "notebook", "grade_id", "message"], messages))
+    _write_atomic(out / "timings.csv", _csv_text(["student_id", "notebook", "seconds"], timings))
+
+
+def write_class_report(out: Path) -> None:
+    """OUT/report.html from the CSVs just written; a failure here costs the report only."""
+    from autograder.instructor import report
+
+    try:
+        report.write_report(out)
+    except Exception as err:  # noqa: BLE001 - the grades are already safe in the CSVs
+        print(f"warning: the class report was not written ({type(err).__name__}: {err}); "
+              f"`python -m autograder report {out}` tries again", file=sys.stderr)
 
 
 def _grade_cells(source: Path) -> dict[str, float]:
@@ -470,6 +490,7 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
             book.close()
         results = [r for s in students for r in run.done[s.name]]
         write_csvs(out_dir, results, course.max_points)
+    write_class_report(out_dir)
     return results
 
 

@@ -34,6 +34,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,7 @@ STATUSES = ("ok", "missing", "invalid", "timeout", "crashed", "memory", "flagged
 # lock file per uid, held for the worker process's life.
 UID_SLOTS = Path("/tmp/autograder-kernel-uids")
 UID_SLOT_COUNT = 1000
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Result:
     points: dict[str, float] = field(default_factory=dict)  # grade_id -> points
     seconds: float = 0.0
     flags: list[str] = field(default_factory=list)  # why the notebook is flagged
+    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> why it lost points
 
 
 @dataclass
@@ -302,6 +305,26 @@ def _crash_status(log: str) -> str:
     return "error"
 
 
+def cell_errors(graded: Path) -> dict[str, str]:
+    """grade_id -> "Name: message" of the first error each grade cell of the autograded
+    notebook at `graded` shows (the failing check's message; no traceback)."""
+    try:
+        nb = nbformat.read(graded, as_version=4)
+    except Exception:  # noqa: BLE001
+        return {}
+    errors = {}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if not gid or cell.cell_type != "code" or gid in errors:
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                text = _ANSI.sub("", f"{out.get('ename', 'Error')}: {out.get('evalue', '')}")
+                errors[gid] = " ".join(text.split())[:1000]
+                break
+    return errors
+
+
 def read_notebook(path: Path) -> bool:
     """Whether `path` holds a readable Jupyter notebook of format 4 (and is not huge)."""
     try:
@@ -482,6 +505,7 @@ class Job:
         news = {gid: msg for gid, msg in failed.items() if result.points.get(gid, 0) > 0}
         for gid in failed:
             result.points[gid] = 0.0
+        result.messages = {**cell_errors(graded), **news}  # for the instructor: messages.csv
         if not news:
             return
         with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
