@@ -171,10 +171,12 @@ def graded(tmp_path_factory):
     subs = root / "submissions"
     built = build_class(subs)
     before = tree_digest(subs)
-    proc = run_grade(str(subs), "--out", str(root / "out"), "--workers", "2", "--timeout", "300")
+    proc = run_grade(str(subs), "--out", str(root / "out"), "--workers", "2", "--timeout", "300",
+                     "--course-dir", str(root / "course"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {
         "subs": subs, "before": before, "built": built, "out": root / "out", "stderr": proc.stderr,
+        "course": root / "course",
         "grades": {(r["student_id"], r["notebook"]): r for r in read_csv(root / "out/grades.csv")},
         "cells": {(r["student_id"], r["notebook"], r["grade_id"]): r
                   for r in read_csv(root / "out/exercises.csv")},
@@ -195,9 +197,10 @@ def test_one_row_per_student_and_notebook(graded):
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_solution_gets_full_marks(graded, notebook):
     row = graded["grades"][("solution", notebook)]
-    assert row["status"] == "ok", graded["stderr"][-2000:]
-    # max_score counts the hand-graded answers too; autograding gives them 0 until graded.
+    # max_score counts the hand-graded answers too; they count 0 until a grader scores them,
+    # and the status says that they wait (never a silent zero).
     manual = graded["built"][notebook]["manual"]
+    assert row["status"] == ("needs_manual" if manual else "ok"), graded["stderr"][-2000:]
     assert float(row["score"]) == float(row["max_score"]) - manual > 0
 
 
@@ -214,7 +217,8 @@ def test_one_wrong_kernel_loses_exactly_its_cell(graded, notebook):
     for grade_id, points in built["cells"].items():
         got = float(graded["cells"][("one_wrong", notebook, grade_id)]["points"])
         assert got == (0 if grade_id in built["broken"] else points), grade_id
-    assert graded["grades"][("one_wrong", notebook)]["status"] == "ok"
+    status = "needs_manual" if built["manual"] else "ok"
+    assert graded["grades"][("one_wrong", notebook)]["status"] == status
 
 
 def test_other_correct_keeps_full_marks(graded):
@@ -279,11 +283,21 @@ def test_progress_on_stderr(graded):
 
 
 def test_gradebook_holds_every_cell_score(graded):
-    """OUT/gradebook.db (the default --db) has each student's scores, as exercises.csv."""
-    with Gradebook(f"sqlite:///{graded['out'] / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
+    """The course directory's gradebook.db (the default --db) has each student's scores, as
+    exercises.csv, and its autograded/ folder each graded notebook, as the formgrader reads
+    them; hand-graded cells wait for a grader there."""
+    course = graded["course"]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
         assert sorted(s.id for s in gb.students) == students(graded)
         for (student, nb, gid), row in graded["cells"].items():
-            assert gb.find_grade(gid, nb, ASSIGNMENT, student).score == float(row["points"])
+            grade = gb.find_grade(gid, nb, ASSIGNMENT, student)
+            assert grade.score == float(row["points"])
+            if gid.startswith("written_") and graded["grades"][(student, nb)]["status"] == \
+                    "needs_manual":
+                assert grade.needs_manual_grade and grade.manual_score is None
+    for (student, nb), row in graded["grades"].items():
+        path = course / "autograded" / student / ASSIGNMENT / f"{nb}.ipynb"
+        assert path.is_file() == (row["status"] not in ("missing", "invalid")), path
 
 
 def test_messages_timings_and_report(graded):
@@ -350,7 +364,7 @@ def test_regrading_an_unchanged_class_keeps_the_csvs(graded):
     """Running the same command again reuses the finished students: same bytes, in seconds."""
     before = {name: (graded["out"] / name).read_bytes() for name in ("grades.csv", "exercises.csv")}
     proc = run_grade(str(graded["subs"]), "--out", str(graded["out"]), "--workers", "2",
-                     "--timeout", "300")
+                     "--timeout", "300", "--course-dir", str(graded["course"]))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "already graded" in proc.stderr
     assert {name: (graded["out"] / name).read_bytes() for name in before} == before

@@ -20,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Comment, Grade, Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
 from autograder.pipeline.coursedir import ASSIGNMENT
@@ -127,9 +127,10 @@ class CourseGradebook:
                     gb.add_submission(ASSIGNMENT, student)
             for r in results:
                 for grade in gb.find_submission_notebook(r.notebook, ASSIGNMENT, student).grades:
-                    if (r.notebook, grade.name) in self.manual:
+                    if (r.notebook, grade.name) in self.manual:  # a manual score stays
                         grade.auto_score = None
-                        grade.needs_manual_grade = r.status not in UNGRADED
+                        grade.needs_manual_grade = r.status not in UNGRADED and \
+                            grade.manual_score is None
                     else:
                         grade.auto_score = float(r.points.get(grade.name, 0.0))
                         grade.needs_manual_grade = False
@@ -138,6 +139,23 @@ class CourseGradebook:
             gb.db.rollback()
             raise GradebookError(f"cannot record {student} in the gradebook {_show(self.url)}: "
                                  f"{_one_line(err)}") from None
+
+    def manual_grades(self) -> tuple[dict[tuple[str, str, str], float],
+                                     dict[tuple[str, str, str], str]]:
+        """What graders gave in the formgrader: (student, notebook, grade_id) -> manual score
+        (hand-graded cells, and autograded cells whose score a grader overrode), and ->
+        manual comment."""
+        try:
+            scores = {(g.student.id, g.notebook.name, g.name): float(g.manual_score)
+                      for g in self.gb.db.query(Grade).filter(Grade.manual_score.isnot(None))}
+            comments = {(c.student.id, c.notebook.name, c.name): c.manual_comment.strip()
+                        for c in self.gb.db.query(Comment).filter(
+                            Comment.manual_comment.isnot(None))
+                        if c.manual_comment.strip()}
+        except Exception as err:  # noqa: BLE001
+            raise GradebookError(f"cannot read the manual grades in {_show(self.url)}: "
+                                 f"{_one_line(err)}") from None
+        return scores, comments
 
     def close(self) -> None:
         self.gb.close()
