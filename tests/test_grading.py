@@ -428,6 +428,17 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, case):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flag, value", [("--student", "nobody"), ("--notebook", "99_nothing")])
+def test_a_regrade_request_for_what_does_not_exist_exits_2(tmp_path, flag, value):
+    (tmp_path / "subs" / "zoe").mkdir(parents=True)
+    (tmp_path / "subs" / "zoe" / f"{NOTEBOOKS[0]}.ipynb").write_text("not a notebook")
+    proc = run_grade(str(tmp_path / "subs"), "--out", str(tmp_path / "out"), flag, value)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag} {value}:"), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("log, status", [
     ("nbclient.exceptions.DeadKernelError: Kernel died", "crashed"),
     ("nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed, after 4 "

@@ -484,6 +484,8 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                 print(f"skipping {d.name!r}: not a usable student id", file=sys.stderr)
         if not students:
             raise UsageError(f"no student folders in {submissions}")
+        chosen = select_students(students, options.students)
+        notebooks = select_notebooks(course, options.notebooks)
         library = sandbox.sandbox_library(tmp / "library")
         local = not (options.scheduler or options.scheduler_file or options.client)
         if local and not options.unsafe:  # the local workers share this machine: say it now
@@ -495,8 +497,6 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         state = State(out_dir, grader_fingerprint(sources, options), course)
-        chosen = select_students(students, options.students)
-        notebooks = select_notebooks(course, options.notebooks)
         selective = chosen is not None or notebooks is not None
         remembered: dict[str, list[Result]] = {}
         previous: dict[str, tuple[list[Result], bool]] = {}
@@ -577,6 +577,8 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                                               if gid in course.max_points.get(nb, {})})
         write_csvs(out_dir, results, course.max_points)
         hand_graded = {s for s, _, _ in [*manual_scores, *comments]} & set(run.done)
+        if selective:  # a regrade request leaves the others' feedback pages alone
+            hand_graded &= {s.name for s in todo}
         for sid in sorted(hand_graded):
             _manual_feedback(run, sid, db_url, manual_scores, comments)
         for sid in run.done:

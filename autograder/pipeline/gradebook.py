@@ -2,13 +2,15 @@
 
 Any database URL nbgrader's `Gradebook` accepts works (SQLAlchemy's: `sqlite:///PATH`,
 `postgresql://USER@HOST/DB`, `postgresql://USER@/DB?host=/SOCKET/DIR`, ...; a bare
-postgresql:// uses whichever of psycopg and psycopg2 is installed); the default is an
-SQLite file beside the CSVs, OUT/gradebook.db. Before grading starts, the schema and the
+postgresql:// uses whichever of psycopg and psycopg2 is installed); the default is the
+course directory's SQLite file, autograder/gradebook.db (autograder.pipeline.nbcourse). Before
+grading starts, the schema and the
 course's rows (the assignment, its notebooks, grade, solution, task and source cells with their
 checksums) are created once, copied from the gradebook `nbgrader generate_assignment` made for
 the run. Then the driver, the only writer, records each student as their record arrives: the
 autograded cells' scores after the trusted judging, with hand-graded cells left to the
-formgrader (a manual score given there survives a regrade).
+formgrader (a manual score given there survives a regrade, and `manual_grades` reads the
+manual scores and comments back for the CSVs and the feedback).
 """
 
 from __future__ import annotations
