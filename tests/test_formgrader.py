@@ -2,14 +2,16 @@
 
 A throwaway nbgrader course directory and exchange: the course releases notebooks 1 and 4, the
 students of tests/_small_class.py submit with `nbgrader submit` (amy the solutions of notebooks
-1 and 4, whose written_04 is graded by hand; cat notebook 1 with collapse_linear broken; dan a
-file that is not JSON), the instructor collects, and `python -m autograder grade
+1 and 4, whose written_04 is graded by hand; cat notebook 1 with collapse_linear broken, which
+its visible check catches, and a wrong answer to q01_1, which only the judge outside the sandbox
+catches; dan a file that is not JSON), the instructor collects, and `python -m autograder grade
 COURSE/submitted --course-dir COURSE` grades them once (about a minute). The tests then run in
 file order on that course:
 
 - the course directory holds what nbgrader's tools read: every student and cell score in its
   gradebook, the autograded notebooks (with the failing check's message, without hidden tests)
-  under autograded/<student>/activations/, and written_04 waits for a grader (needs_manual);
+  under autograded/<student>/activations/ (with the judge's message), and written_04 waits for
+  a grader (needs_manual);
 - nbgrader's feedback route: release_feedback, then each student's fetch_feedback, gets our
   feedback pages; OUT/feedback-zips/<student>.zip holds the same pages;
 - a regrade request (--student dan --notebook 01_linear_collapse: dan hands in a readable
@@ -19,13 +21,15 @@ file order on that course:
 - a manual score and comment set through nbgrader's Gradebook API survive a regrade of the same
   submission and show in grades.csv, exercises.csv and the feedback pages;
 - nbgrader's formgrader, in Chromium, lists the class with scores and opens cat's submission
-  with the failing check's message (screenshot build/screenshots/formgrader.png).
+  with the judge's message (screenshots build/screenshots/formgrader.png and
+  formgrader-submission.png).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -36,6 +40,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 from _browser import browser, screenshot  # noqa: F401 - fixture
 from _small_class import build_small_class
@@ -53,6 +58,7 @@ WRITTEN = "04_sigmoid_tanh"  # has the hand-graded answer written_04 (2 points)
 NOTEBOOKS = [p.stem for p in SOLUTION_NOTEBOOKS]
 START_TIMEOUT_S = 90
 COMMENT = "Right idea; say where the 0.25 comes from."
+JUDGED = "q01_1: 'b' is not the right choice"  # the judge's message for cat's answer
 
 
 def nbgrader(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -108,6 +114,11 @@ def course(tmp_path_factory):
     nbgrader(["release_assignment", ASSIGNMENT, "--course", ASSIGNMENT], course)
 
     build_small_class(root / "class", SOLUTIONS / f"{FIRST}.ipynb", correct=("amy",))
+    cat = nbformat.read(root / "class" / "cat" / f"{FIRST}.ipynb", as_version=4)
+    answer = next(c for c in cat.cells if c.metadata.get("nbgrader", {}).get("solution")
+                  and "answer_q01_1 =" in c.source)
+    answer.source = re.sub(r"answer_q01_1 = .*", 'answer_q01_1 = "b"', answer.source)
+    nbformat.write(cat, root / "class" / "cat" / f"{FIRST}.ipynb")
     shutil.copyfile(SOLUTIONS / f"{WRITTEN}.ipynb", root / "class" / "amy" / f"{WRITTEN}.ipynb")
     for student in sorted((root / "class").iterdir()):
         home = homes / student.name
@@ -138,6 +149,8 @@ def test_the_course_directory_holds_the_graded_class(course):
     notebook = (root / "autograded" / "cat" / ASSIGNMENT / f"{FIRST}.ipynb").read_text()
     message = rows(out, "messages.csv")[("cat", FIRST, "test_collapse_linear")]["message"]
     assert message.split(": ", 1)[1][:60] in notebook
+    assert JUDGED in notebook and JUDGED in {r["message"].removeprefix("AssertionError: ")
+                                             for r in read_csv(out / "messages.csv")}
     assert "HIDDEN TESTS" not in notebook and "grade_kernel" not in notebook
     amy = rows(out, "grades.csv")[("amy", WRITTEN)]
     assert (amy["status"], float(amy["score"])) == ("needs_manual", float(amy["max_score"]) - 2)
@@ -293,17 +306,18 @@ def test_formgrader_lists_the_class_and_opens_a_submission(course, formgrader, b
         page.goto(f"{base}/formgrader/gradebook/{ASSIGNMENT}/{FIRST}?token={token}")
         page.wait_for_selector("td.score:has-text(' / ')", timeout=30_000)
         scores = page.locator("td.score").all_inner_texts()
-        assert sorted(scores) == ["1 / 4", "4 / 4", "4 / 4"], scores  # cat, amy, dan
+        assert sorted(scores) == ["0 / 4", "4 / 4", "4 / 4"], scores  # cat, amy, dan
         screenshot(page, "formgrader")
 
-        cat = page.locator("tr", has=page.locator("td.score", has_text="1 / 4"))
+        cat = page.locator("tr", has=page.locator("td.score", has_text="0 / 4"))
         cat.locator("a[href*='/formgrader/submissions/']").first.click()
         page.wait_for_selector(".cell", timeout=60_000)
         message = rows(course["out"], "messages.csv")[("cat", FIRST, "test_collapse_linear")]
         text = " ".join(page.inner_text("body").split())
         assert " ".join(message["message"].split())[:80] in text
+        assert JUDGED in text
         assert "HIDDEN TESTS" not in text and "grade_kernel" not in text
-        page.get_by_text("AssertionError").first.scroll_into_view_if_needed()
+        page.get_by_text(JUDGED).first.scroll_into_view_if_needed()
         screenshot(page, "formgrader-submission")
     finally:
         context.close()
