@@ -14,9 +14,12 @@ archive with the same layout. Submissions are copied, never modified.
 
 Output in --out: grades.csv (student_id,notebook,score,max_score,status),
 exercises.csv (student_id,notebook,grade_id,points,max_points), flags.csv
-(student_id,notebook,reason: code that reaches for the grading machinery) and
+(student_id,notebook,reason: code that reaches for the grading machinery),
+messages.csv (student_id,notebook,grade_id,message: the judge's or the failing check's
+message for each cell that lost points), timings.csv (student_id,notebook,seconds),
 feedback/<student_id>/<notebook>.html (scores, visible-test output and hidden-test
-messages; hidden-test source is stripped). The CSVs are written once, at the end.
+messages; hidden-test source is stripped) and report.html (the class report). The CSVs
+are written once, at the end.
 
 status is one of:
   ok       graded
@@ -31,6 +34,9 @@ status is one of:
   flagged  graded, but the student's code touches the grading machinery (see flags.csv);
            the score counts only what the trusted checks passed
   error    nbgrader could not grade the notebook for another reason (score 0)
+  needs_manual  graded, but hand-graded answers (written_NN) have no score yet: grade
+           them in the formgrader and run the command again (the score counts only
+           what is graded so far)
 
 Isolation: every kernel runs in a bubblewrap sandbox (Debian package `bubblewrap`): a
 read-only system, none of the repository (no solutions, reference or gradebook), no other
@@ -51,10 +57,19 @@ work. A task whose worker dies runs again on another worker (at most twice). A p
 bar goes to stderr. Finished students are kept in OUT/.state/: run the same command again
 after an interruption and it continues (--fresh regrades everyone).
 
-The scores also go into an nbgrader gradebook (--db URL, any database URL nbgrader
-accepts, e.g. postgresql://USER@HOST/DB; default: sqlite:///OUT/gradebook.db), whose
-schema and course rows are created before grading starts, so the formgrader and
-`nbgrader export` can use them.
+The scores also go into the course's nbgrader gradebook (--db URL, any database URL
+nbgrader accepts, e.g. postgresql://USER@HOST/DB; default: gradebook.db in the course
+directory), whose schema and course rows are created before grading starts, and the
+autograded notebooks into the course directory (--course-dir, default autograder/:
+autograded/<student>/activations/), so `nbgrader formgrader`, hand grading,
+`nbgrader export` and the feedback route (release_feedback, fetch_feedback) work on them.
+Manual scores given in the formgrader survive regrading and count in the CSVs, and the
+feedback pages of a hand-graded student show them. feedback-zips/<student>.zip holds
+each student's pages for an LMS upload.
+
+A regrade request, --student ID and/or --notebook NAME (each repeatable), grades just
+those again, even if already graded, and keeps every other student's rows, state,
+feedback and gradebook rows as they were.
 
 Exit status: 0 when grading ran (whatever the students' results), 2 for a usage error
 (missing folder, unreadable archive, no student folders, no scheduler or usable worker,
@@ -112,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="grade on a running Dask cluster: the scheduler file it wrote")
     grade.add_argument("--db", default=None, metavar="URL",
                        help="nbgrader gradebook to record the scores in "
-                            "(default: sqlite:///OUT/gradebook.db)")
+                            "(default: sqlite:///COURSE_DIR/gradebook.db)")
+    grade.add_argument("--course-dir", default=None, metavar="DIR",
+                       help="the nbgrader course directory that receives the autograded "
+                            "notebooks (default: autograder/, or $AUTOGRADER_COURSE_DIR)")
     grade.add_argument("--timeout", type=int, default=120, metavar="SECONDS",
                        help="wall-clock limit per cell (default: 120)")
     grade.add_argument("--notebook-timeout", type=int, default=None, metavar="SECONDS",
@@ -125,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"processes and threads per kernel (default: {limits.processes})")
     grade.add_argument("--unsafe-no-sandbox", action="store_true",
                        help="run student code without the sandbox, with your permissions")
+    grade.add_argument("--student", action="append", dest="students", metavar="ID",
+                       help="regrade just this student (repeatable), even if already graded; "
+                            "everyone else's rows, state, feedback and gradebook rows stay")
+    grade.add_argument("--notebook", action="append", dest="notebooks", metavar="NAME",
+                       help="regrade just this notebook (repeatable, e.g. 02_relu), of every "
+                            "student or of the --student ones")
     grade.add_argument("--fresh", action="store_true",
                        help="regrade every student, ignoring finished ones kept in OUT/.state/")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -151,5 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers, timeout=args.timeout, notebook_timeout=args.notebook_timeout,
         limits=Limits(memory_mb=args.memory, cpu_s=args.cpu_time, processes=args.processes),
         unsafe=args.unsafe_no_sandbox, fresh=args.fresh, progress=not args.no_progress,
-        scheduler=args.scheduler, scheduler_file=args.scheduler_file, db=args.db)
+        scheduler=args.scheduler, scheduler_file=args.scheduler_file, db=args.db,
+        students=args.students, notebooks=args.notebooks, course_dir=args.course_dir)
     return grade.main(args.submissions, out=args.out, options=options)

@@ -127,6 +127,7 @@ def ours(class_dir: Path, out: Path, timeout: int, where: list[str]) -> tuple[fl
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(class_dir), "--out",
                            str(out), *where, "--timeout", str(timeout), "--fresh",
+                           "--course-dir", str(out.with_name(f"{out.name}-course")),
                            "--no-progress"], cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:

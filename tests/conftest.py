@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,17 @@ COURSE = REPO / "course"
 
 SOLUTION_NOTEBOOKS = sorted(SOLUTIONS.glob("*.ipynb"))
 STUDENT_NOTEBOOKS = sorted(COURSE.glob("*.ipynb"))
+
+# `grade` records into the course's nbgrader course directory, autograder/ by default: every
+# grading run of the tests goes to a throwaway one instead (a test that needs its own passes
+# --course-dir), so no test writes the repository's autograder/gradebook.db or autograded/.
+COURSE_DIR_VAR = "AUTOGRADER_COURSE_DIR"
+SESSION_COURSE_DIR = Path(tempfile.mkdtemp(prefix="autograder-course-"))
+os.environ[COURSE_DIR_VAR] = str(SESSION_COURSE_DIR)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_COURSE_DIR, ignore_errors=True)
 
 
 def nb_ids(paths):

@@ -143,7 +143,13 @@ def subs(tmp_path_factory):
 
 def grade_args(subs: Path, out: Path, cluster: Cluster) -> list[str]:
     return [sys.executable, "-m", "autograder", "grade", str(subs), "--out", str(out),
+            "--course-dir", str(course_dir(out)),
             "--scheduler-file", str(cluster.scheduler_file), "--timeout", "300", "--no-progress"]
+
+
+def course_dir(out: Path) -> Path:
+    """The nbgrader course directory of the run writing OUT (its gradebook, autograded/)."""
+    return out.with_name(f"{out.name}-course")
 
 
 def run_grade(args: list[str]) -> subprocess.CompletedProcess:
@@ -195,7 +201,9 @@ def test_a_clean_run_grades_every_student_on_both_nodes(clean):
         clean["stderr"]
     for sid in ("amy", "cat", "dan"):
         assert (out / "feedback" / sid / f"{NOTEBOOK.stem}.html").is_file()
-    assert (out / "gradebook.db").is_file()
+    assert (course_dir(out) / "gradebook.db").is_file()
+    assert sorted(p.name for p in (course_dir(out) / "autograded").iterdir()) == \
+        ["amy", "bob", "cat", "eve"]  # dan's notebook is not JSON: nothing was autograded
 
 
 def test_a_killed_driver_resumes_with_the_students_not_yet_finished(subs, clean, cluster, tmp_path):

@@ -172,10 +172,12 @@ def graded(tmp_path_factory):
     subs = root / "submissions"
     built = build_class(subs)
     before = tree_digest(subs)
-    proc = run_grade(str(subs), "--out", str(root / "out"), "--workers", "2", "--timeout", "300")
+    proc = run_grade(str(subs), "--out", str(root / "out"), "--workers", "2", "--timeout", "300",
+                     "--course-dir", str(root / "course"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {
         "subs": subs, "before": before, "built": built, "out": root / "out", "stderr": proc.stderr,
+        "course": root / "course",
         "grades": {(r["student_id"], r["notebook"]): r for r in read_csv(root / "out/grades.csv")},
         "cells": {(r["student_id"], r["notebook"], r["grade_id"]): r
                   for r in read_csv(root / "out/exercises.csv")},
@@ -196,9 +198,10 @@ def test_one_row_per_student_and_notebook(graded):
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_solution_gets_full_marks(graded, notebook):
     row = graded["grades"][("solution", notebook)]
-    assert row["status"] == "ok", graded["stderr"][-2000:]
-    # max_score counts the hand-graded answers too; autograding gives them 0 until graded.
+    # max_score counts the hand-graded answers too; they count 0 until a grader scores them,
+    # and the status says that they wait (never a silent zero).
     manual = graded["built"][notebook]["manual"]
+    assert row["status"] == ("needs_manual" if manual else "ok"), graded["stderr"][-2000:]
     assert float(row["score"]) == float(row["max_score"]) - manual > 0
 
 
@@ -215,7 +218,8 @@ def test_one_wrong_kernel_loses_exactly_its_cell(graded, notebook):
     for grade_id, points in built["cells"].items():
         got = float(graded["cells"][("one_wrong", notebook, grade_id)]["points"])
         assert got == (0 if grade_id in built["broken"] else points), grade_id
-    assert graded["grades"][("one_wrong", notebook)]["status"] == "ok"
+    status = "needs_manual" if built["manual"] else "ok"
+    assert graded["grades"][("one_wrong", notebook)]["status"] == status
 
 
 def test_other_correct_keeps_full_marks(graded):
@@ -280,11 +284,45 @@ def test_progress_on_stderr(graded):
 
 
 def test_gradebook_holds_every_cell_score(graded):
-    """OUT/gradebook.db (the default --db) has each student's scores, as exercises.csv."""
-    with Gradebook(f"sqlite:///{graded['out'] / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
+    """The course directory's gradebook.db (the default --db) has each student's scores, as
+    exercises.csv, and its autograded/ folder each graded notebook, as the formgrader reads
+    them; hand-graded cells wait for a grader there."""
+    course = graded["course"]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
         assert sorted(s.id for s in gb.students) == students(graded)
         for (student, nb, gid), row in graded["cells"].items():
-            assert gb.find_grade(gid, nb, ASSIGNMENT, student).score == float(row["points"])
+            grade = gb.find_grade(gid, nb, ASSIGNMENT, student)
+            assert grade.score == float(row["points"])
+            if gid.startswith("written_") and graded["grades"][(student, nb)]["status"] == \
+                    "needs_manual":
+                assert grade.needs_manual_grade and grade.manual_score is None
+    for (student, nb), row in graded["grades"].items():
+        path = course / "autograded" / student / ASSIGNMENT / f"{nb}.ipynb"
+        assert path.is_file() == (row["status"] not in ("missing", "invalid")), path
+
+
+def test_messages_timings_and_report(graded):
+    """messages.csv says why each cell lost its points (one_wrong's broken kernel: the judge's
+    or the failing check's message), timings.csv times each graded notebook, and the class
+    report is drawn from them."""
+    out = graded["out"]
+    messages = {(r["student_id"], r["notebook"], r["grade_id"]): r["message"]
+                for r in read_csv(out / "messages.csv")}
+    for nb, built in graded["built"].items():
+        for gid in built["broken"]:
+            assert messages.get(("one_wrong", nb, gid)), (nb, gid)
+    assert not [k for k in messages if k[0] == "solution"], messages
+    for key in messages:  # only cells that lost points
+        row = graded["cells"][key]
+        assert float(row["points"]) < float(row["max_points"]), key
+    timed = {(r["student_id"], r["notebook"]): float(r["seconds"])
+             for r in read_csv(out / "timings.csv")}
+    assert set(timed) == {k for k, r in graded["grades"].items()
+                          if r["status"] not in ("missing", "invalid")}
+    assert all(t > 0 for t in timed.values()), timed
+    page = (out / "report.html").read_text()
+    assert "Class report" in page and "No timings were recorded" not in page
+    assert "No messages were recorded" not in page
 
 
 def test_plain_nbgrader_gives_the_same_cell_scores(graded, tmp_path):
@@ -327,7 +365,7 @@ def test_regrading_an_unchanged_class_keeps_the_csvs(graded):
     """Running the same command again reuses the finished students: same bytes, in seconds."""
     before = {name: (graded["out"] / name).read_bytes() for name in ("grades.csv", "exercises.csv")}
     proc = run_grade(str(graded["subs"]), "--out", str(graded["out"]), "--workers", "2",
-                     "--timeout", "300")
+                     "--timeout", "300", "--course-dir", str(graded["course"]))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "already graded" in proc.stderr
     assert {name: (graded["out"] / name).read_bytes() for name in before} == before
@@ -386,6 +424,17 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, case):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--student", "nobody"), ("--notebook", "99_nothing")])
+def test_a_regrade_request_for_what_does_not_exist_exits_2(tmp_path, flag, value):
+    (tmp_path / "subs" / "zoe").mkdir(parents=True)
+    (tmp_path / "subs" / "zoe" / f"{NOTEBOOKS[0]}.ipynb").write_text("not a notebook")
+    proc = run_grade(str(tmp_path / "subs"), "--out", str(tmp_path / "out"), flag, value)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag} {value}:"), proc.stderr
     assert not (tmp_path / "out").exists()
 
 

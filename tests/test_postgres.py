@@ -98,7 +98,8 @@ def test_postgres_gradebook_gets_the_same_grades_as_sqlite(postgres, tmp_path):
     pg = run_grade(str(subs), "--out", str(tmp_path / "pg"), "--db", postgres)
     assert pg.returncode == 0, pg.stderr[-3000:]
     assert not (tmp_path / "pg" / "gradebook.db").exists()  # --db replaces the default
-    lite = run_grade(str(subs), "--out", str(tmp_path / "lite"))
+    lite = run_grade(str(subs), "--out", str(tmp_path / "lite"),
+                     "--db", f"sqlite:///{tmp_path / 'lite' / 'gradebook.db'}")
     assert lite.returncode == 0, lite.stderr[-3000:]
 
     for name in ("grades.csv", "exercises.csv"):

@@ -182,3 +182,33 @@ def test_a_folder_grade_did_not_write_is_refused_in_one_line(tmp_path, make, mes
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "report.html").exists()
+
+
+def test_grade_keeps_its_csvs_when_the_report_fails(tmp_path, monkeypatch, capsys):
+    """`grade` draws the report after the CSVs are written: a report that fails costs a warning,
+    never the grades."""
+    from autograder.instructor import report
+    from autograder.pipeline import grade
+    from autograder.pipeline.tasks import Result
+
+    results = [Result("amy", "02_relu", "ok", {"test_relu": 2.0, "test_relu_grad": 0.0},
+                      seconds=3.5, messages={"test_relu_grad": "relu_grad is 1 for x < 0",
+                                             "test_relu": "not shown: full points"}),
+               Result("bob", "02_relu", "missing")]
+    grade.write_csvs(tmp_path, results, {"02_relu": CELLS["02_relu"]})
+
+    def broken(folder, out=None):
+        raise RuntimeError("no figures today")
+
+    monkeypatch.setattr(report, "write_report", broken)
+    grade.write_class_report(tmp_path)
+    assert "class report was not written" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
+    assert _rows(tmp_path, "messages.csv") == [
+        {"student_id": "amy", "notebook": "02_relu", "grade_id": "test_relu_grad",
+         "message": "relu_grad is 1 for x < 0"}]
+    assert _rows(tmp_path, "timings.csv") == [
+        {"student_id": "amy", "notebook": "02_relu", "seconds": "3.50"}]
+    monkeypatch.undo()
+    grade.write_class_report(tmp_path)
+    assert "relu_grad is 1 for x &lt; 0" in (tmp_path / "report.html").read_text()

@@ -17,7 +17,9 @@ cluster of worker processes by default or on a running cluster (autograder.pipel
    OUT/.state/ (keyed by the submission's and the grader's content, so an interrupted run picks
    up where it stopped; OUT/.state/graded.log says which run and worker graded whom), record
    the scores in the gradebook, and move the progress bar;
-5. write the CSVs once, at the end, atomically.
+5. write the CSVs once, at the end, atomically (grades, exercises, flags, messages: why each
+   graded cell lost its points, timings: seconds per notebook), then the class report
+   (OUT/report.html, autograder.instructor.report; a failure there keeps the CSVs).
 """
 
 from __future__ import annotations
@@ -35,14 +37,14 @@ import threading
 import time
 import uuid
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import nbformat
 from tqdm import tqdm
 
 from autograder.judging import trusted
-from autograder.pipeline import cluster, feedback, preflight, sandbox, tasks
+from autograder.pipeline import cluster, feedback, nbcourse, preflight, sandbox, tasks
 from autograder.pipeline.coursedir import (
     ASSIGNMENT,
     SOLUTIONS,
@@ -50,7 +52,7 @@ from autograder.pipeline.coursedir import (
     course_dir_from_cache,
     solution_notebooks,
 )
-from autograder.pipeline.gradebook import CourseGradebook, GradebookError, default_url
+from autograder.pipeline.gradebook import CourseGradebook, GradebookError
 from autograder.pipeline.tasks import (
     MAX_NOTEBOOK_BYTES,
     STATUSES,
@@ -83,7 +85,10 @@ class Options:
     progress: bool = True
     scheduler: str | None = None  # tcp://HOST:PORT of a running Dask scheduler
     scheduler_file: str | None = None  # or its scheduler file
-    db: str | None = None  # gradebook URL; None: sqlite:///OUT/gradebook.db
+    db: str | None = None  # gradebook URL; None: sqlite:///COURSE_DIR/gradebook.db
+    course_dir: str | None = None  # nbgrader course directory; None: autograder/ (nbcourse)
+    students: list[str] | None = None  # regrade just these students (--student, forced)
+    notebooks: list[str] | None = None  # regrade just these notebooks (--notebook, forced)
     client: object | None = None  # (Python only) a connected distributed.Client, e.g. Dask Gateway's
 
 
@@ -176,7 +181,7 @@ def _num(x: float) -> str:
 
 
 def write_csvs(out: Path, results: list[Result], max_points: dict[str, dict[str, float]]) -> None:
-    grades, exercises, flagged = [], [], []
+    grades, exercises, flagged, messages, timings = [], [], [], [], []
     for r in sorted(results, key=lambda r: (r.student, r.notebook)):
         cells = max_points[r.notebook]
         got = {gid: r.points.get(gid, 0.0) for gid in cells}
@@ -185,12 +190,30 @@ def write_csvs(out: Path, results: list[Result], max_points: dict[str, dict[str,
         exercises += [[r.student, r.notebook, gid, _num(got[gid]), _num(cells[gid])]
                       for gid in cells]  # cells in notebook order
         flagged += [[r.student, r.notebook, reason] for reason in r.flags]
+        messages += [[r.student, r.notebook, gid, r.messages[gid]] for gid in cells
+                     if gid in r.messages and got[gid] < cells[gid]]
+        if r.status not in ("missing", "invalid"):
+            timings.append([r.student, r.notebook, f"{r.seconds:.2f}"])
     _write_atomic(out / "grades.csv",
                   _csv_text(["student_id", "notebook", "score", "max_score", "status"], grades))
     _write_atomic(out / "exercises.csv",
                   _csv_text(["student_id", "notebook", "grade_id", "points", "max_points"],
                             exercises))
     _write_atomic(out / "flags.csv", _csv_text(["student_id", "notebook", "reason"], flagged))
+    _write_atomic(out / "messages.csv",
+                  _csv_text(["student_id", "notebook", "grade_id", "message"], messages))
+    _write_atomic(out / "timings.csv", _csv_text(["student_id", "notebook", "seconds"], timings))
+
+
+def write_class_report(out: Path) -> None:
+    """OUT/report.html from the CSVs just written; a failure here costs the report only."""
+    from autograder.instructor import report
+
+    try:
+        report.write_report(out)
+    except Exception as err:  # noqa: BLE001 - the grades are already safe in the CSVs
+        print(f"warning: the class report was not written ({type(err).__name__}: {err}); "
+              f"`python -m autograder report {out}` tries again", file=sys.stderr)
 
 
 def _grade_cells(source: Path) -> dict[str, float]:
@@ -239,11 +262,13 @@ class State:
         present = [p for p in files if p.is_file()]
         return _digest(present, self.fingerprint + "|" + ",".join(p.name for p in present))
 
-    def load(self, student: Path, out: Path) -> list[Result] | None:
+    def load(self, student: Path, out: Path, *, any_key: bool = False) -> list[Result] | None:
+        """The student's remembered results if they are for the submission and grader of now
+        (`any_key`: whatever they were for), with their feedback pages; else None."""
         path = self.folder / f"{student.name}.json"
         try:
             saved = json.loads(path.read_text())
-            if saved["key"] != self.key(student):
+            if saved["key"] != self.key(student) and not any_key:
                 return None
             results = [Result(**r) for r in saved["results"]]
         except (OSError, ValueError, KeyError, TypeError):
@@ -254,9 +279,14 @@ class State:
             return None
         return results
 
-    def save(self, student: Path, results: list[Result], *, run: str, worker: str) -> None:
+    def save(self, student: Path, results: list[Result], *, run: str, worker: str,
+             stale: bool = False) -> None:
+        """Remember `results`; `stale`: some of them are for an older submission or grader
+        (a --notebook regrade of a student whose other notebooks changed), so the next plain
+        run grades the student again."""
+        key = "stale" if stale else self.key(student)
         _write_atomic(self.folder / f"{student.name}.json", json.dumps(
-            {"key": self.key(student), "results": [asdict(r) for r in results]}))
+            {"key": key, "results": [asdict(r) for r in results]}))
         with open(self.folder / "graded.log", "a", encoding="utf-8") as log:
             log.write(json.dumps({"run": run, "student": student.name, "worker": worker}) + "\n")
 
@@ -279,22 +309,26 @@ def load_course(solutions: Path) -> tuple[Course, list[Path]]:
     return course, sources
 
 
-def read_submission(student: Path, course: Course) -> Submission:
-    """The student's course notebooks as bytes (a notebook too large to grade is not read)."""
+def read_submission(student: Path, course: Course,
+                    notebooks: list[str] | None = None) -> Submission:
+    """The student's course notebooks as bytes (a notebook too large to grade is not read);
+    `notebooks`: only these are read and graded."""
     files: dict[str, bytes | None] = {}
-    for nb in course.notebooks:
+    for nb in notebooks or course.notebooks:
         path = notebook_folder(student) / f"{nb}.ipynb"
         if path.is_file():
             files[nb] = None if path.stat().st_size > MAX_NOTEBOOK_BYTES else path.read_bytes()
-    return Submission(student.name, files)
+    return Submission(student.name, files, notebooks)
 
 
-def _failed_record(student: str, course: Course, why: str) -> StudentRecord:
+def _failed_record(student: str, course: Course, why: str,
+                   notebooks: list[str] | None = None) -> StudentRecord:
     """A student whose task failed on every worker it was given: status error, score 0."""
-    results = [Result(student, nb, "error") for nb in course.notebooks]
+    notebooks = notebooks or course.notebooks
+    results = [Result(student, nb, "error") for nb in notebooks]
     pages = {nb: feedback.placeholder_page(student, nb, "error", 0,
                                            sum(course.max_points[nb].values()))
-             for nb in course.notebooks}
+             for nb in notebooks}
     return StudentRecord(student, results, pages, [f"{student}: not graded ({why})"])
 
 
@@ -336,10 +370,16 @@ class Run:
     """One grading run of the driver: the cluster, the output folder and the bookkeeping."""
 
     def __init__(self, out: Path, course: Course, state: State, book: CourseGradebook,
-                 bar: tqdm):
+                 bar: tqdm, course_root: Path):
         self.id = uuid.uuid4().hex[:12]
         self.out, self.course, self.state, self.book, self.bar = out, course, state, book, bar
+        self.course_root = course_root  # the nbgrader course directory (nbcourse)
         self.done: dict[str, list[Result]] = {}
+        self.graded: set[str] = set()  # students graded in this run
+        # A --notebook regrade: the student's other notebooks keep these results, and whether
+        # they were for the submission of now.
+        self.previous: dict[str, tuple[list[Result], bool]] = {}
+        self.notebooks: list[str] | None = None  # the notebooks each task grades (None: all)
 
     def keep(self, student: Path, record: StudentRecord, *, finished: bool = True) -> None:
         """The driver writes one student's results: feedback, state, gradebook, progress."""
@@ -347,10 +387,19 @@ class Run:
         dest.mkdir(parents=True, exist_ok=True)
         for nb, page in record.pages.items():
             _write_atomic(dest / f"{nb}.html", page)
+        nbcourse.place(self.course_root, student.name, record.autograded, record.pages,
+                       notebook_folder(student), [r.notebook for r in record.results])
+        self.graded.add(student.name)
+        results, current = record.results, True
+        if student.name in self.previous:
+            old, current = self.previous[student.name]
+            new = {r.notebook: r for r in record.results}
+            results = [new.get(r.notebook, r) for r in old]
         if finished:  # only now is the student finished: a rerun skips them
-            self.state.save(student, record.results, run=self.id, worker=record.worker)
-        self.book.record(student.name, record.results)
-        self.done[student.name] = record.results
+            self.state.save(student, results, run=self.id, worker=record.worker,
+                            stale=not current)
+        self.book.record(student.name, results)
+        self.done[student.name] = results
         for note in record.notes:
             self.bar.write(note, file=sys.stderr)
         for r in record.results:
@@ -384,9 +433,10 @@ class Run:
             while waiting or pending:
                 while waiting and len(pending) < IN_FLIGHT_PER_WORKER * len(passed):
                     student = waiting.pop()
+                    notebooks = self.notebooks if student.name in self.previous else None
                     future = client.submit(
                         tasks.grade_submission, bundle_future,
-                        read_submission(student, self.course), self.id,
+                        read_submission(student, self.course, notebooks), self.id,
                         key=f"grade-{student.name}-{self.id}", workers=list(passed),
                         allow_other_workers=False, retries=cluster.ALLOWED_FAILURES, pure=False)
                     futures[future] = student
@@ -420,8 +470,9 @@ class Run:
                     else:  # the machinery failed on every worker it had: say so, keep going
                         err = future.exception()
                         why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
-                        self.keep(student, _failed_record(student.name, self.course, why),
-                                  finished=False)
+                        notebooks = self.notebooks if student.name in self.previous else None
+                        self.keep(student, _failed_record(student.name, self.course, why,
+                                                          notebooks), finished=False)
         except BaseException:
             client.cancel(list(pending))
             try:
@@ -429,6 +480,29 @@ class Run:
             except Exception:  # noqa: BLE001 - workers that are gone run nothing any more
                 pass
             raise
+
+
+def select_students(students: list[Path], wanted: list[str] | None) -> set[str] | None:
+    """The student ids of a regrade request (--student), each checked against SUBMISSIONS."""
+    if not wanted:
+        return None
+    known = {s.name for s in students}
+    unknown = [sid for sid in wanted if sid not in known]
+    if unknown:
+        raise UsageError(f"--student {unknown[0]}: no such student folder in the submissions")
+    return set(wanted)
+
+
+def select_notebooks(course: Course, wanted: list[str] | None) -> list[str] | None:
+    """The notebooks of a regrade request (--notebook NAME, NAME.ipynb), in course order."""
+    if not wanted:
+        return None
+    names = {name.removesuffix(".ipynb") for name in wanted}
+    unknown = sorted(names - set(course.notebooks))
+    if unknown:
+        raise UsageError(f"--notebook {unknown[0]}: not a notebook of the course "
+                         f"({', '.join(course.notebooks)})")
+    return [nb for nb in course.notebooks if nb in names]
 
 
 def grade(submissions: str, out: str = "grades", options: Options | None = None,
@@ -458,6 +532,8 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                 print(f"skipping {d.name!r}: not a usable student id", file=sys.stderr)
         if not students:
             raise UsageError(f"no student folders in {submissions}")
+        chosen = select_students(students, options.students)
+        notebooks = select_notebooks(course, options.notebooks)
         library = sandbox.sandbox_library(tmp / "library")
         local = not (options.scheduler or options.scheduler_file or options.client)
         if local and not options.unsafe:  # the local workers share this machine: say it now
@@ -469,31 +545,58 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         state = State(out_dir, grader_fingerprint(sources, options), course)
+        selective = chosen is not None or notebooks is not None
         remembered: dict[str, list[Result]] = {}
-        if not options.fresh:
-            for student in students:
-                results = state.load(student, out_dir)
+        previous: dict[str, tuple[list[Result], bool]] = {}
+        never: list[str] = []  # (a regrade request) students not chosen and never graded
+        for student in students:
+            if not selective:
+                results = None if options.fresh else state.load(student, out_dir)
                 if results is not None:
                     remembered[student.name] = results
-        todo = [s for s in students if s.name not in remembered]
+                continue
+            old = state.load(student, out_dir, any_key=True)
+            if chosen is None or student.name in chosen:  # regraded, whatever was remembered
+                if notebooks is not None and old is not None:
+                    previous[student.name] = (old, state.load(student, out_dir) is not None)
+            elif old is not None:
+                remembered[student.name] = old
+            else:
+                never.append(student.name)
+        todo = [s for s in students if s.name not in remembered and s.name not in never]
 
         course_dir_from_cache(tmp / "template", solutions, timeout=options.timeout)
+        course_root = nbcourse.prepare(
+            Path(options.course_dir) if options.course_dir else nbcourse.default_course_dir(),
+            timeout=options.timeout)
+        db_url = options.db or nbcourse.default_url(course_root)
         try:
-            book = CourseGradebook(options.db or default_url(out_dir),
-                                   tmp / "template" / "gradebook.db")
+            book = CourseGradebook(db_url, tmp / "template" / "gradebook.db")
         except GradebookError as err:
             raise UsageError(str(err)) from None
-        bar = tqdm(total=len(students) * len(course.notebooks), unit="notebook", file=sys.stderr,
+        total = sum(len(notebooks) if s.name in previous else len(course.notebooks)
+                    for s in todo) + len(remembered) * len(course.notebooks)
+        bar = tqdm(total=total, unit="notebook", file=sys.stderr,
                    disable=not options.progress, desc="grading", dynamic_ncols=True)
-        run = Run(out_dir, course, state, book, bar)
+        run = Run(out_dir, course, state, book, bar, course_root)
+        run.previous, run.notebooks = previous, notebooks
         try:
             for sid, results in remembered.items():
-                book.record(sid, results)
+                if not selective:  # a regrade request leaves the others' gradebook rows alone
+                    book.record(sid, results)
                 run.done[sid] = results
             bar.update(len(remembered) * len(course.notebooks))
-            if remembered:
+            if remembered and selective:
+                bar.write(f"regrade request: {len(todo)} student(s), "
+                          f"{', '.join(notebooks) if notebooks else 'every notebook'}; "
+                          f"{len(remembered)} other student(s) kept as they were",
+                          file=sys.stderr)
+            elif remembered:
                 bar.write(f"{len(remembered)} student(s) already graded in {out} (kept; --fresh "
                           f"regrades)", file=sys.stderr)
+            for sid in never:
+                bar.write(f"{sid}: never graded in {out}, left out of this regrade request "
+                          f"(run without --student to grade everyone)", file=sys.stderr)
             if todo:
                 threads = max(1, (os.cpu_count() or 1) // options.workers) if local else 1
                 bundle = tasks.make_bundle(tmp / "template", library, course, tasks.Settings(
@@ -509,6 +612,7 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
                         run.grade_on(client, bundle, todo)
                 except cluster.ClusterError as err:
                     raise UsageError(str(err)) from None
+            manual_scores, comments = book.manual_grades()
         except KeyboardInterrupt:
             raise Interrupted(f"{len(run.done)} of {len(students)} students finished") from None
         except GradebookError as err:
@@ -516,9 +620,66 @@ def grade(submissions: str, out: str = "grades", options: Options | None = None,
         finally:
             bar.close()
             book.close()
-        results = [r for s in students for r in run.done[s.name]]
+        results = with_manual([r for s in students for r in run.done.get(s.name, [])],
+                              manual_scores, {(nb, gid) for nb, gid in book.manual
+                                              if gid in course.max_points.get(nb, {})})
         write_csvs(out_dir, results, course.max_points)
+        hand_graded = {s for s, _, _ in [*manual_scores, *comments]} & set(run.done)
+        if selective:  # a regrade request leaves the others' feedback pages alone
+            hand_graded &= {s.name for s in todo}
+        for sid in sorted(hand_graded):
+            _manual_feedback(run, sid, db_url, manual_scores, comments)
+        for sid in run.done:
+            if sid in run.graded or sid in hand_graded or \
+                    not (out_dir / "feedback-zips" / f"{sid}.zip").is_file():
+                nbcourse.zip_feedback(out_dir, sid)
+    waiting = sum(r.status == "needs_manual" for r in results)
+    if waiting:
+        print(f"{waiting} notebook(s) have hand-graded answers without a score (status "
+              f"needs_manual): grade them in the formgrader ({course_root}), then run the same "
+              f"command again", file=sys.stderr)
+    write_class_report(out_dir)
     return results
+
+
+def with_manual(results: list[Result], scores: dict[tuple[str, str, str], float],
+                manual_cells: set[tuple[str, str]]) -> list[Result]:
+    """`results` as the CSVs show them: the graders' manual scores in (hand-graded cells, and
+    autograded cells a grader overrode), and status needs_manual where a graded notebook's
+    hand-graded cells still lack a score. The remembered results (OUT/.state) stay automatic."""
+    given: dict[tuple[str, str], dict[str, float]] = {}
+    for (sid, nb, gid), score in scores.items():
+        given.setdefault((sid, nb), {})[gid] = score
+    shown = []
+    for r in results:
+        mine = given.get((r.student, r.notebook), {})
+        waiting = [gid for nb, gid in manual_cells if nb == r.notebook and gid not in mine]
+        status = "needs_manual" if r.status == "ok" and waiting else r.status
+        if mine or status != r.status:
+            points = {**r.points, **mine} if r.status not in ("missing", "invalid") else r.points
+            r = replace(r, points=points, status=status)
+        shown.append(r)
+    return shown
+
+
+def _manual_feedback(run: Run, sid: str, db_url: str, scores: dict, comments: dict) -> None:
+    """Make `sid`'s feedback pages again, with the manual scores and comments, when these
+    changed since the pages were made (OUT/.state/<sid>.manual.json) or the student was graded."""
+    given = sorted([[*k, "score", v] for k, v in scores.items() if k[0] == sid] +
+                   [[*k, "comment", v] for k, v in comments.items() if k[0] == sid], key=str)
+    memo = run.state.folder / f"{sid}.manual.json"
+    if sid not in run.graded and memo.is_file() and json.loads(memo.read_text()) == given:
+        return
+    notebooks = sorted({nb for _, nb, *_ in given})
+    pages, problem = nbcourse.manual_feedback(run.course_root, db_url, sid, notebooks,
+                                              run.course.secrets)
+    if problem:
+        print(f"{sid}: feedback with the manual grades: {problem}", file=sys.stderr)
+    for nb, page in pages.items():
+        _write_atomic(run.out / "feedback" / sid / f"{nb}.html", page)
+    nbcourse.update_feedback(run.course_root, sid, pages)
+    if pages:
+        _write_atomic(memo, json.dumps(given))
 
 
 def main(submissions: str, out: str = "grades", options: Options | None = None) -> int:

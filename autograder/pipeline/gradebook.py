@@ -2,13 +2,15 @@
 
 Any database URL nbgrader's `Gradebook` accepts works (SQLAlchemy's: `sqlite:///PATH`,
 `postgresql://USER@HOST/DB`, `postgresql://USER@/DB?host=/SOCKET/DIR`, ...; a bare
-postgresql:// uses whichever of psycopg and psycopg2 is installed); the default is an
-SQLite file beside the CSVs, OUT/gradebook.db. Before grading starts, the schema and the
+postgresql:// uses whichever of psycopg and psycopg2 is installed); the default is the
+course directory's SQLite file, autograder/gradebook.db (autograder.pipeline.nbcourse). Before
+grading starts, the schema and the
 course's rows (the assignment, its notebooks, grade, solution, task and source cells with their
 checksums) are created once, copied from the gradebook `nbgrader generate_assignment` made for
 the run. Then the driver, the only writer, records each student as their record arrives: the
 autograded cells' scores after the trusted judging, with hand-graded cells left to the
-formgrader (a manual score given there survives a regrade).
+formgrader (a manual score given there survives a regrade, and `manual_grades` reads the
+manual scores and comments back for the CSVs and the feedback).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Comment, Grade, Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
 from autograder.pipeline.coursedir import ASSIGNMENT
@@ -147,9 +149,10 @@ class CourseGradebook:
                     gb.add_submission(ASSIGNMENT, student)
             for r in results:
                 for grade in gb.find_submission_notebook(r.notebook, ASSIGNMENT, student).grades:
-                    if (r.notebook, grade.name) in self.manual:
+                    if (r.notebook, grade.name) in self.manual:  # a manual score stays
                         grade.auto_score = None
-                        grade.needs_manual_grade = r.status not in UNGRADED
+                        grade.needs_manual_grade = r.status not in UNGRADED and \
+                            grade.manual_score is None
                     else:
                         grade.auto_score = float(r.points.get(grade.name, 0.0))
                         grade.needs_manual_grade = False
@@ -158,6 +161,23 @@ class CourseGradebook:
             gb.db.rollback()
             raise GradebookError(f"cannot record {student} in the gradebook {_show(self.url)}: "
                                  f"{_one_line(err)}") from None
+
+    def manual_grades(self) -> tuple[dict[tuple[str, str, str], float],
+                                     dict[tuple[str, str, str], str]]:
+        """What graders gave in the formgrader: (student, notebook, grade_id) -> manual score
+        (hand-graded cells, and autograded cells whose score a grader overrode), and ->
+        manual comment."""
+        try:
+            scores = {(g.student.id, g.notebook.name, g.name): float(g.manual_score)
+                      for g in self.gb.db.query(Grade).filter(Grade.manual_score.isnot(None))}
+            comments = {(c.student.id, c.notebook.name, c.name): c.manual_comment.strip()
+                        for c in self.gb.db.query(Comment).filter(
+                            Comment.manual_comment.isnot(None))
+                        if c.manual_comment.strip()}
+        except Exception as err:  # noqa: BLE001
+            raise GradebookError(f"cannot read the manual grades in {_show(self.url)}: "
+                                 f"{_one_line(err)}") from None
+        return scores, comments
 
     def close(self) -> None:
         self.gb.close()

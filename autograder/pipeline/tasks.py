@@ -34,6 +34,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -58,11 +59,13 @@ STARTUP_BUDGET_S = 60
 MAX_NOTEBOOK_BYTES = 20 * 2**20  # a larger .ipynb is refused as invalid (nothing is read)
 _TOKEN_VAR = "AUTOGRADER_JOB"
 _RUN_VAR = "AUTOGRADER_RUN"
-STATUSES = ("ok", "missing", "invalid", "timeout", "crashed", "memory", "flagged", "error")
+STATUSES = ("ok", "missing", "invalid", "timeout", "crashed", "memory", "flagged", "error",
+            "needs_manual")  # the last: set by the driver from the gradebook
 # Where the workers of one machine take their kernel uids from (when they run as root): one
 # lock file per uid, held for the worker process's life.
 UID_SLOTS = Path("/tmp/autograder-kernel-uids")
 UID_SLOT_COUNT = 1000
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Result:
     points: dict[str, float] = field(default_factory=dict)  # grade_id -> points
     seconds: float = 0.0
     flags: list[str] = field(default_factory=list)  # why the notebook is flagged
+    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> why it lost points
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Submission:
 
     student: str
     files: dict[str, bytes | None]  # notebook (released name without .ipynb) -> content
+    notebooks: list[str] | None = None  # grade only these (a regrade request); None: all
 
 
 @dataclass
@@ -124,6 +129,9 @@ class StudentRecord:
     pages: dict[str, str]  # notebook -> feedback HTML
     notes: list[str] = field(default_factory=list)
     worker: str = ""
+    # notebook -> the autograded notebook (JSON; hidden tests and tracebacks removed, the
+    # judge's messages in), for the course's autograded/ folder, which the formgrader reads
+    autograded: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the bundle
@@ -302,6 +310,26 @@ def _crash_status(log: str) -> str:
     return "error"
 
 
+def cell_errors(graded: Path) -> dict[str, str]:
+    """grade_id -> "Name: message" of the first error each grade cell of the autograded
+    notebook at `graded` shows (the failing check's message; no traceback)."""
+    try:
+        nb = nbformat.read(graded, as_version=4)
+    except Exception:  # noqa: BLE001
+        return {}
+    errors = {}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if not gid or cell.cell_type != "code" or gid in errors:
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                text = _ANSI.sub("", f"{out.get('ename', 'Error')}: {out.get('evalue', '')}")
+                errors[gid] = " ".join(text.split())[:1000]
+                break
+    return errors
+
+
 def read_notebook(path: Path) -> bool:
     """Whether `path` holds a readable Jupyter notebook of format 4 (and is not huge)."""
     try:
@@ -395,8 +423,9 @@ class Job:
         sid = submission.student
         submitted = self.root / "submitted" / sid / ASSIGNMENT
         submitted.mkdir(parents=True)
+        notebooks = submission.notebooks or self.course.notebooks
         results = {}
-        for nb in self.course.notebooks:
+        for nb in notebooks:
             content = submission.files.get(nb, b"")
             path = submitted / f"{nb}.ipynb"
             if nb not in submission.files:
@@ -407,13 +436,13 @@ class Job:
             if content is None or not read_notebook(path):
                 path.unlink(missing_ok=True)
                 results[nb] = Result(sid, nb, "invalid")
-        todo = [nb for nb in self.course.notebooks if nb not in results]
+        todo = [nb for nb in notebooks if nb not in results]
         if todo:
             results.update(self._autograde_all(sid, todo))
         self._read_points(sid, results)
         for nb in todo:
             self._trust(sid, results[nb], submitted / f"{nb}.ipynb")
-        return [results[nb] for nb in self.course.notebooks]
+        return [results[nb] for nb in notebooks]
 
     def _autograde_all(self, sid: str, notebooks: list[str]) -> dict[str, Result]:
         """All of a student's notebooks in one nbgrader run (one start-up instead of one per
@@ -482,6 +511,7 @@ class Job:
         news = {gid: msg for gid, msg in failed.items() if result.points.get(gid, 0) > 0}
         for gid in failed:
             result.points[gid] = 0.0
+        result.messages = {**cell_errors(graded), **news}  # for the instructor: messages.csv
         if not news:
             return
         with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=ASSIGNMENT) as gb:
@@ -546,7 +576,10 @@ def grade_submission(bundle: Bundle, submission: Submission, run: str) -> Studen
         job = Job(root, bundle_root, run)
         results = job.grade(submission)
         pages = job.feedback_pages(results)
-        return StudentRecord(submission.student, results, pages, job.notes, _worker_address())
+        autograded = {r.notebook: job._graded(r.student, r.notebook).read_text(encoding="utf-8")
+                      for r in results if job._graded(r.student, r.notebook).is_file()}
+        return StudentRecord(submission.student, results, pages, job.notes, _worker_address(),
+                             autograded)
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)
 
