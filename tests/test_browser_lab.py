@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 from _browser import browser, screenshot  # noqa: F401 - fixture
+from _jupyter import START_TIMEOUT_S, jupyter_server
 from _student_run import cell_problem
 from conftest import COURSE, SOLUTIONS, STUDENT_NOTEBOOKS, nb_ids
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -41,17 +38,10 @@ from autograder.site import book
 
 NOTEBOOK = "01_linear_collapse.ipynb"  # the one whose exercise is filled in and validated
 CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook tab in front
-START_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 300  # one Run command; notebook 08 trains its CNNs in about 90 s
 VALIDATE_TIMEOUT_S = 240
 REDRAW_TIMEOUT_S = 60
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,35 +57,11 @@ def lab(tmp_path_factory):
                JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
-    port, token = _free_port(), secrets.token_hex(16)
-    log = (root / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", f"--port={port}",
-         "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-        + (["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=course,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"JupyterLab did not start:\n{(root / 'lab.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield base, token, course
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with jupyter_server("lab", course, env, root / "lab.log",
+                        ("--LabApp.news_url=",
+                         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")) as (
+            base, token):
+        yield base, token, course
 
 
 def _prompts(page) -> list[str]:

@@ -28,21 +28,17 @@ file order on that course:
 from __future__ import annotations
 
 import csv
-import os
 import re
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 from _browser import browser, screenshot  # noqa: F401 - fixture
+from _jupyter import jupyter_server
 from _small_class import build_small_class
 from conftest import COURSE, SOLUTION_NOTEBOOKS, SOLUTIONS
 from nbgrader.api import Gradebook
@@ -56,7 +52,6 @@ pytestmark = pytest.mark.skipif(not SOLUTION_NOTEBOOKS, reason="no solution note
 FIRST = "01_linear_collapse"
 WRITTEN = "04_sigmoid_tanh"  # has the hand-graded answer written_04 (2 points)
 NOTEBOOKS = [p.stem for p in SOLUTION_NOTEBOOKS]
-START_TIMEOUT_S = 90
 COMMENT = "Right idea; say where the 0.25 comes from."
 JUDGED = "q01_1: 'b' is not the right choice"  # the judge's message for cat's answer
 
@@ -247,46 +242,14 @@ def test_manual_scores_and_comments_survive_a_regrade(course):
     assert released.read_text() == page  # what release_feedback sends now
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def formgrader(course):
     """(base URL, token) of a Jupyter server on the course directory, nbgrader's formgrader in."""
     root, home = course["course"], course["root"] / "jupyter"
     env = dict(nbgrader_env(), JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTER_DATA_DIR=str(home / "data"))
-    port, token = _free_port(), secrets.token_hex(16)
-    log = (course["root"] / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jupyter"), "server", "--no-browser", f"--port={port}",
-         "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-        + (["--allow-root"] if os.geteuid() == 0 else []),
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"jupyter server did not start:\n"
-                        f"{(course['root'] / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield base, token
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with jupyter_server("server", root, env, course["root"] / "server.log") as (base, token):
+        yield base, token
 
 
 def test_formgrader_lists_the_class_and_opens_a_submission(course, formgrader, browser):  # noqa: F811
