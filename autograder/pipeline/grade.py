@@ -339,8 +339,7 @@ class Joining:
     def __init__(self, client, bundle_future, seen: set[str]):
         self.client, self.bundle_future, self.seen = client, bundle_future, seen
         self.expected = preflight.versions()
-        self.running: dict = {}  # check future -> worker address
-        self.started: dict = {}  # check future -> when it started
+        self.running: dict = {}  # check future -> (worker address, when the check started)
         self.last_look = time.monotonic()
 
     def checks(self) -> set:
@@ -356,13 +355,13 @@ class Joining:
                 self.seen.add(addr)
                 future = preflight.submit_check(self.client, self.bundle_future, addr,
                                                 self.expected)
-                self.running[future], self.started[future] = addr, now
+                self.running[future] = (addr, now)
         ended = []
-        for future, addr in list(self.running.items()):
-            late = now - self.started[future] > preflight.PREFLIGHT_TIMEOUT_S
+        for future, (addr, started) in list(self.running.items()):
+            late = now - started > preflight.PREFLIGHT_TIMEOUT_S
             if future.status in ("finished", "error") or late:
                 ended.append((addr, preflight.verdict(future)))
-                del self.running[future], self.started[future]
+                del self.running[future]
         return ended
 
 

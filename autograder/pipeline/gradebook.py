@@ -46,10 +46,6 @@ def with_driver(url: str) -> str:
     return url
 
 
-def default_url(out: Path) -> str:
-    return f"sqlite:///{(out / 'gradebook.db').resolve()}"
-
-
 def _show(url: str) -> str:
     """The URL without a password."""
     head, sep, tail = url.partition("@")
