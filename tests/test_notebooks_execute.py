@@ -24,10 +24,10 @@ PARALLEL = 2
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _execute(path, allow_errors):
+def _execute(path):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=allow_errors,
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
         resources={"metadata": {"path": str(COURSE)}},
     )
     try:
@@ -39,11 +39,10 @@ def _execute(path, allow_errors):
 
 @pytest.fixture(scope="session")
 def executed(kernel_env):
-    """(kind, file name) -> (executed notebook, error message or None), run two at a time."""
-    jobs = [("solution", p, False) for p in SOLUTION_NOTEBOOKS]
+    """file name -> (executed notebook, error message or None), run two at a time."""
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        futures = {(kind, p.name): pool.submit(_execute, p, allow) for kind, p, allow in jobs}
-        return {key: future.result() for key, future in futures.items()}
+        futures = {p.name: pool.submit(_execute, p) for p in SOLUTION_NOTEBOOKS}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _errors(cell):
@@ -52,7 +51,7 @@ def _errors(cell):
 
 @pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=nb_ids(SOLUTION_NOTEBOOKS))
 def test_solution_notebook_runs_without_error(executed, path):
-    nb, err = executed[("solution", path.name)]
+    nb, err = executed[path.name]
     assert err is None, f"{path.name} failed:\n{err}"
     for index, cell in enumerate(nb.cells):
         assert not _errors(cell), f"{path.name} cell {index} raised an error"
